@@ -1,0 +1,102 @@
+"""Fallback binding: create the sockets nothing was handed over for — all of them, or none."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import socket
+import stat
+from collections.abc import Sequence
+
+from ._address import Address
+from ._errors import AddressError
+
+__all__ = ["bind_all", "bind_one"]
+
+
+def _reclaim_stale_unix(addr: Address, path: str) -> None:
+    """Remove ``path`` only if it is a socket file nobody listens on (systemd leaves such files)."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(st.st_mode):
+        raise AddressError(
+            f"cannot bind {addr.text!r}: {path} exists and is not a socket; remove it or choose another path"
+        )
+    probe = socket.socket(socket.AF_UNIX, addr.type)
+    try:
+        probe.connect(path)
+    except ConnectionRefusedError:
+        os.unlink(path)  # stale: a socket file with no listener behind it
+        return
+    except OSError as exc:
+        if exc.errno in (errno.EPROTOTYPE,):
+            raise AddressError(f"cannot bind {addr.text!r}: {path} is a socket of another type in use") from exc
+        os.unlink(path)
+        return
+    finally:
+        probe.close()
+    raise AddressError(f"cannot bind {addr.text!r}: another process is already listening on {path}")
+
+
+def bind_one(addr: Address, *, backlog: int, unix_mode: int | None = None) -> socket.socket:
+    """Create, bind and (for stream/seqpacket) listen one socket; raises AddressError naming ``addr``."""
+    family = addr.family
+    sockaddr = addr.sockaddr
+    if addr.dual_stack and not socket.has_ipv6:
+        family, sockaddr = socket.AF_INET, ("0.0.0.0", addr.port or 0)
+    try:
+        sock = socket.socket(family, addr.type)
+    except OSError as exc:
+        if addr.dual_stack and exc.errno == errno.EAFNOSUPPORT:
+            family, sockaddr = socket.AF_INET, ("0.0.0.0", addr.port or 0)
+            sock = socket.socket(family, addr.type)
+        else:
+            raise AddressError(f"cannot create a socket for {addr.text!r}: {exc.strerror}") from exc
+    try:
+        if family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0 if addr.dual_stack else 1)
+        elif isinstance(sockaddr, str):
+            parent = os.path.dirname(sockaddr) or "."
+            if not os.path.isdir(parent):
+                raise AddressError(f"cannot bind {addr.text!r}: directory {parent} does not exist; create it first")
+            _reclaim_stale_unix(addr, sockaddr)
+        sock.bind(sockaddr)
+        if unix_mode is not None and isinstance(sockaddr, str):
+            os.chmod(sockaddr, unix_mode)  # before listen(): nobody can connect yet
+        if addr.type != socket.SOCK_DGRAM:
+            sock.listen(backlog)
+    except AddressError:
+        sock.close()
+        raise
+    except OSError as exc:
+        sock.close()
+        hint = {
+            errno.EADDRINUSE: "the address is in use; stop the other process or pick another address",
+            errno.EACCES: "permission denied; ports below 1024 need CAP_NET_BIND_SERVICE, paths need write access",
+            errno.EADDRNOTAVAIL: "no local interface has this address",
+        }.get(exc.errno or 0, exc.strerror or str(exc))
+        raise AddressError(f"cannot bind {addr.text!r}: {hint}") from exc
+    return sock
+
+
+def bind_all(
+    items: Sequence[tuple[str, Address]], *, backlog: int, unix_mode: int | None = None
+) -> dict[str, socket.socket]:
+    """Bind every address, or close all that were made and raise the first failure (all-or-nothing)."""
+    made: dict[str, socket.socket] = {}
+    try:
+        for name, addr in items:
+            made[name] = bind_one(addr, backlog=backlog, unix_mode=unix_mode)
+    except BaseException:
+        for sock in made.values():
+            with contextlib.suppress(OSError):
+                if sock.family == socket.AF_UNIX and isinstance(sock.getsockname(), str) and sock.getsockname():
+                    os.unlink(sock.getsockname())
+            sock.close()
+        raise
+    return made

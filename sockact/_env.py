@@ -1,0 +1,234 @@
+"""Pure parsing of the variables a service manager hands over (sd_listen_fds(3), sd_watchdog_enabled(3)).
+
+Nothing here reads ``os.environ`` or makes a syscall: every function takes the environment as a
+mapping and the caller's pid as an int, so the rules are tested table-driven and cross-checked
+against libsystemd. The I/O layer (``_fds``) acts on the result.
+"""
+
+from __future__ import annotations
+
+import errno
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from ._cparse import CParseError, parse_pid, safe_atoi, safe_atou64
+from ._errors import ActivationError
+
+__all__ = [
+    "LISTEN_FDS_START",
+    "LISTEN_VARIABLES",
+    "Inherited",
+    "parse_listen_env",
+    "parse_listen_fds",
+    "parse_listen_names",
+    "parse_watchdog_env",
+    "without_listen_vars",
+    "successor_env",
+    "trampoline",
+    "check_fdname",
+    "UPSTREAM_NOTIFY_VAR",
+]
+
+LISTEN_FDS_START = 3
+#: Every variable sd_listen_fds(3) consumes; all are removed together on ``unset_environment``.
+LISTEN_VARIABLES = ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES", "LISTEN_PIDFDID")
+_INT_MAX = 2**31 - 1
+
+
+@dataclass(frozen=True)
+class Inherited:
+    """What ``LISTEN_*`` says this process inherited: fds ``3..3+n-1`` and one name each.
+
+    ``named`` is False when ``LISTEN_FDNAMES`` was absent (every name is then ``"unknown"``).
+    """
+
+    fds: tuple[int, ...] = ()
+    names: tuple[str, ...] = ()
+    named: bool = False
+
+    def __len__(self) -> int:
+        return len(self.fds)
+
+
+def _fail(variable: str, value: str, err: int, why: str) -> ActivationError:
+    return ActivationError(
+        f"{variable}={value!r} is invalid: {why} (sd_listen_fds(3) would fail with "
+        f"{errno.errorcode.get(err, str(err))}). Fix the unit or the program that set it, "
+        f"or unset {variable} before starting this process.",
+        errno=err,
+    )
+
+
+def parse_listen_fds(environ: Mapping[str, str], pid: int, *, pidfd_id: int | None = None) -> tuple[int, ...]:
+    """The fds ``LISTEN_PID``/``LISTEN_FDS`` pass to ``pid``, exactly as libsystemd 252 decides.
+
+    Rules (sd_listen_fds(3), sd-daemon.c):
+
+    * ``LISTEN_PID`` unset, or a valid pid that is not ``pid`` → nothing inherited, not an error.
+      ``LISTEN_PID`` that is not a positive pid → ActivationError (EINVAL/ERANGE).
+    * ``LISTEN_PIDFDID`` (systemd ≥ 259) set and different from ``pidfd_id`` → nothing inherited,
+      like a foreign ``LISTEN_PID``. Ignored when ``pidfd_id`` is None (kernel without pidfs ids).
+    * ``LISTEN_FDS`` unset → nothing; unparsable, ≤ 0 or too large → ActivationError (EINVAL).
+
+    The fds are ``3 … 3+n−1``. Whether they are open is for the I/O layer to check.
+
+    Raises:
+        ActivationError: with ``errno`` set as libsystemd's negative return would be.
+    """
+    pid_text = environ.get("LISTEN_PID")
+    if pid_text is None:
+        return ()
+    try:
+        listen_pid = parse_pid(pid_text)
+    except CParseError as exc:
+        raise _fail("LISTEN_PID", pid_text, exc.errno, "not a positive process id") from exc
+    if listen_pid != pid:
+        return ()
+    pidfd_text = environ.get("LISTEN_PIDFDID")
+    if pidfd_text is not None and pidfd_id is not None:
+        try:
+            if safe_atou64(pidfd_text) != pidfd_id:
+                return ()
+        except CParseError as exc:
+            raise _fail("LISTEN_PIDFDID", pidfd_text, exc.errno, "not a pidfd inode id") from exc
+    fds_text = environ.get("LISTEN_FDS")
+    if fds_text is None:
+        return ()
+    try:
+        count = safe_atoi(fds_text)
+    except CParseError as exc:
+        raise _fail("LISTEN_FDS", fds_text, exc.errno, "not a number") from exc
+    if count <= 0 or count > _INT_MAX - LISTEN_FDS_START:
+        raise _fail("LISTEN_FDS", fds_text, errno.EINVAL, "must be a count of at least 1")
+    return tuple(range(LISTEN_FDS_START, LISTEN_FDS_START + count))
+
+
+def parse_listen_names(environ: Mapping[str, str], fds: tuple[int, ...]) -> tuple[tuple[str, ...], bool]:
+    """The names of ``fds`` from ``LISTEN_FDNAMES``: ``(names, named)`` (sd_listen_fds_with_names(3)).
+
+    Split on ``:`` keeping empty entries (``""`` is one empty name); absent → every name ``unknown``
+    and ``named`` False; a count different from ``len(fds)`` → ActivationError (EINVAL). libsystemd
+    checks this only after the fds themselves, so the I/O layer calls it after claiming them.
+    """
+    names_text = environ.get("LISTEN_FDNAMES")
+    if not fds:
+        return (), False
+    if names_text is None:
+        return ("unknown",) * len(fds), False
+    names = tuple(names_text.split(":"))
+    if len(names) != len(fds):
+        raise _fail(
+            "LISTEN_FDNAMES",
+            names_text,
+            errno.EINVAL,
+            f"it names {len(names)} fd(s) but LISTEN_FDS={environ.get('LISTEN_FDS')} passes {len(fds)}",
+        )
+    return names, True
+
+
+def parse_listen_env(environ: Mapping[str, str], pid: int, *, pidfd_id: int | None = None) -> Inherited:
+    """Parse ``LISTEN_PID``/``LISTEN_FDS``/``LISTEN_FDNAMES`` exactly as libsystemd 252 does.
+
+    The composition of :func:`parse_listen_fds` and :func:`parse_listen_names`; see those for the
+    rules. Raises ActivationError with libsystemd's errno.
+    """
+    fds = parse_listen_fds(environ, pid, pidfd_id=pidfd_id)
+    names, named = parse_listen_names(environ, fds)
+    return Inherited(fds, names, named)
+
+
+def without_listen_vars(environ: Mapping[str, str]) -> dict[str, str]:
+    """A copy of ``environ`` without any ``LISTEN_*`` variable (sd_listen_fds' unset_environment)."""
+    return {k: v for k, v in environ.items() if k not in LISTEN_VARIABLES}
+
+
+def parse_watchdog_env(environ: Mapping[str, str], pid: int) -> int | None:
+    """The watchdog interval in µs that applies to ``pid``, or None (sd_watchdog_enabled(3)).
+
+    ``WATCHDOG_USEC`` unset → None; ``WATCHDOG_PID`` set to another pid → None. A value that is
+    not a positive, finite number of µs, or a malformed ``WATCHDOG_PID``, raises ActivationError.
+    """
+    usec_text = environ.get("WATCHDOG_USEC")
+    if usec_text is None:
+        return None
+    try:
+        usec = safe_atou64(usec_text)
+    except CParseError as exc:
+        raise ActivationError(
+            f"WATCHDOG_USEC={usec_text!r} is not a number of microseconds (sd_watchdog_enabled(3)); "
+            "fix WatchdogSec= in the unit.",
+            errno=exc.errno,
+        ) from exc
+    if usec == 0 or usec == 2**64 - 1:
+        raise ActivationError(
+            f"WATCHDOG_USEC={usec_text!r} must be a positive, finite interval (sd_watchdog_enabled(3)).",
+            errno=errno.EINVAL,
+        )
+    pid_text = environ.get("WATCHDOG_PID")
+    if pid_text is not None:
+        try:
+            watchdog_pid = parse_pid(pid_text)
+        except CParseError as exc:
+            raise ActivationError(
+                f"WATCHDOG_PID={pid_text!r} is not a process id (sd_watchdog_enabled(3)).",
+                errno=exc.errno,
+            ) from exc
+        if watchdog_pid != pid:
+            return None
+    return usec
+
+
+#: Variables a successor must not inherit from its parent's own activation.
+_STALE = LISTEN_VARIABLES + ("NOTIFY_SOCKET", "WATCHDOG_PID", "SOCKACT_UPSTREAM_NOTIFY_SOCKET")
+#: Where a successor finds the real manager's NOTIFY_SOCKET (docs/PROTOCOL.md).
+UPSTREAM_NOTIFY_VAR = "SOCKACT_UPSTREAM_NOTIFY_SOCKET"
+
+
+def check_fdname(name: str) -> str:
+    """Validate a FileDescriptorName= (systemd.socket(5)): 1-255 printable ASCII, no ``:``."""
+    if (
+        not isinstance(name, str)
+        or not 0 < len(name) <= 255
+        or ":" in name
+        or not all(32 <= ord(c) < 127 for c in name)
+    ):
+        raise ActivationError(
+            f"fd name {name!r} is not a valid FileDescriptorName=: use 1-255 printable ASCII characters without ':' "
+            "(systemd.socket(5))"
+        )
+    return name
+
+
+def successor_env(
+    base: Mapping[str, str],
+    names: tuple[str, ...] | list[str],
+    *,
+    notify_socket: str | None,
+    upstream_notify_socket: str | None = None,
+) -> tuple[dict[str, str], tuple[str, ...]]:
+    """The environment a successor starts with, exactly as systemd would give it (sd_listen_fds(3)).
+
+    Returns ``(env, pid_vars)``: ``pid_vars`` are the variables the spawn path must set to the
+    child's own pid *in the child* (``LISTEN_PID`` always; ``WATCHDOG_PID`` when a watchdog
+    interval is passed on). Stale ``LISTEN_PIDFDID``, ``NOTIFY_SOCKET`` and ``WATCHDOG_PID`` of this
+    process are dropped. ``upstream_notify_socket`` travels as ``SOCKACT_UPSTREAM_NOTIFY_SOCKET``.
+    """
+    env = {k: v for k, v in base.items() if k not in _STALE}
+    pid_vars: tuple[str, ...] = ()
+    if names:
+        env["LISTEN_FDS"] = str(len(names))
+        env["LISTEN_FDNAMES"] = ":".join(check_fdname(n) for n in names)
+        pid_vars = ("LISTEN_PID",)
+    if notify_socket is not None:
+        env["NOTIFY_SOCKET"] = notify_socket
+    if upstream_notify_socket is not None:
+        env[UPSTREAM_NOTIFY_VAR] = upstream_notify_socket
+    if "WATCHDOG_USEC" in env:
+        pid_vars += ("WATCHDOG_PID",)
+    return env, pid_vars
+
+
+def trampoline(pid_vars: tuple[str, ...]) -> str:
+    """The ``sh -c`` script that sets ``pid_vars`` to the shell's own pid, then execs the command."""
+    sets = "".join(f"{var}=$$; export {var}; " for var in pid_vars)
+    return sets + 'exec "$0" "$@"'

@@ -1,0 +1,113 @@
+"""Type=notify-reload support: on the reload signal, RELOADING=1+MONOTONIC_USEC, reload, then READY=1.
+
+systemd ≥ 253 sends ReloadSignal= (SIGHUP by default) to a Type=notify-reload service and waits for
+RELOADING=1 with MONOTONIC_USEC= and then READY=1 (systemd.service(5)). The signal handler only
+writes one byte to a pipe (async-signal-safe); the reload itself runs in the caller's loop via
+:meth:`ReloadHandler.run_pending`, :meth:`wait` or :meth:`wait_async`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import select
+import signal
+from collections.abc import Callable, MutableMapping
+from types import FrameType, TracebackType
+from typing import Any
+
+from ._notify import notify, ready, reloading
+
+__all__ = ["ReloadHandler"]
+
+log = logging.getLogger("sockact.reload")
+
+
+class ReloadHandler:
+    """Runs ``reload()`` inside the notify-reload protocol when ``sig`` arrives. A context manager.
+
+    If ``reload()`` raises, STATUS= carries the error and READY=1 is still sent (the manager is
+    owed it); the exception is logged and kept in ``last_error``. Signals that arrive while a
+    reload is pending are coalesced into one.
+    """
+
+    def __init__(
+        self,
+        reload: Callable[[], Any],
+        *,
+        sig: int = signal.SIGHUP,
+        environ: MutableMapping[str, str] | None = None,
+    ) -> None:
+        self.reload = reload
+        self.signal = sig
+        self.environ = environ
+        self.last_error: BaseException | None = None
+        self.reloads = 0
+        self._read, self._write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._previous: Any = signal.signal(sig, self._record)
+
+    def _record(self, signum: int, frame: FrameType | None) -> None:
+        try:
+            os.write(self._write, b"r")
+        except (BlockingIOError, OSError):
+            pass  # pipe full (already pending) or closed: coalesced
+
+    def fileno(self) -> int:
+        """Readable when a reload is pending (for selectors / add_reader)."""
+        return self._read
+
+    def trigger(self) -> None:
+        """Mark a reload pending, as the signal would."""
+        self._record(self.signal, None)
+
+    def run_pending(self) -> bool:
+        """Run the reload if a signal arrived; True if one ran."""
+        try:
+            pending = os.read(self._read, 4096)
+        except BlockingIOError:
+            return False
+        if not pending:
+            return False
+        reloading(environ=self.environ)
+        try:
+            self.reload()
+        except Exception as exc:  # the manager is owed READY=1 whatever happened
+            self.last_error = exc
+            log.exception("reload failed")
+            notify({"READY": 1, "STATUS": f"reload failed: {type(exc).__name__}: {exc}"[:400]}, environ=self.environ)
+        else:
+            self.last_error = None
+            ready(environ=self.environ)
+        self.reloads += 1
+        return True
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the signal arrives (or ``timeout``), then run the reload; True if one ran."""
+        select.select([self._read], [], [], timeout)
+        return self.run_pending()
+
+    async def wait_async(self) -> bool:
+        """Await the signal, then run the reload (asyncio)."""
+        import asyncio
+
+        from ._receiver import _readable
+
+        await _readable(asyncio.get_running_loop(), self._read)
+        return self.run_pending()
+
+    def close(self) -> None:
+        """Restore the previous signal disposition and close the pipe. Idempotent."""
+        if self._read < 0:
+            return
+        signal.signal(self.signal, self._previous)
+        os.close(self._read)
+        os.close(self._write)
+        self._read = self._write = -1
+
+    def __enter__(self) -> ReloadHandler:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()

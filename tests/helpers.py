@@ -1,0 +1,77 @@
+"""Test helpers that start real child processes through sockact's own spawn path."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PY = sys.executable
+
+
+def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LISTEN_", "NOTIFY_", "WATCHDOG_"))}
+    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    env.update(extra or {})
+    return env
+
+
+def run_child(code: str, fds: Sequence[int] = (), env: Mapping[str, str] | None = None, timeout: float = 30) -> Any:
+    """Run ``code`` in a child whose fds 3.. are ``fds`` (moved by posix_spawn DUP2, no trampoline).
+
+    ``env`` is passed verbatim (LISTEN_PID may contain ``SELF``: the child substitutes its own pid).
+    The child prints one JSON document; it is returned.
+    """
+    prelude = (
+        "import os, sys, json\n"
+        "for k, v in list(os.environ.items()):\n"
+        "    if 'SELF' in v and k.startswith(('LISTEN_', 'WATCHDOG_')):\n"
+        "        os.environ[k] = v.replace('SELF', str(os.getpid()))\n"
+    )
+    staged = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 200) for fd in fds]
+    try:
+        r, w0 = os.pipe()
+        w = fcntl.fcntl(w0, fcntl.F_DUPFD_CLOEXEC, 300)
+        os.close(w0)
+        actions = [(os.POSIX_SPAWN_DUP2, fd, 3 + i) for i, fd in enumerate(staged)]
+        actions.append((os.POSIX_SPAWN_DUP2, w, 1))
+        pid = os.posix_spawn(PY, [PY, "-c", prelude + code], dict(env or child_env()), file_actions=actions)
+        os.close(w)
+    finally:
+        for fd in staged:
+            os.close(fd)
+    with os.fdopen(r) as out:
+        data = out.read()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, (data, status)
+    return json.loads(data)
+
+
+def tcp_listener(host: str = "127.0.0.1") -> socket.socket:
+    s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    s.bind((host, 0))
+    s.listen()
+    return s
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def http_get(host: str, port: int, path: str = "/", timeout: float = 10) -> tuple[int, str]:
+    out = subprocess.run(
+        ["curl", "-s", "--max-time", str(timeout), "-o", "-", "-w", "\n%{http_code}", f"http://{host}:{port}{path}"],
+        capture_output=True,
+        text=True,
+        timeout=timeout + 5,
+    )
+    body, _, code = out.stdout.rpartition("\n")
+    return int(code or 0), body

@@ -1,0 +1,89 @@
+"""Fallback binding: what get_listeners does when nothing was handed over. Real sockets on loopback."""
+
+from __future__ import annotations
+
+import os
+import socket
+import stat
+
+import pytest
+
+from sockact import ActivationError, AddressError, get_listeners
+
+
+def test_v4_v6_dual_unix_abstract_udp(tmp_path: object, fresh_env: None) -> None:
+    path = os.path.join(str(tmp_path), "app.sock")
+    abstract = f"@sockact-test-{os.getpid()}"
+    spec = {"v4": "127.0.0.1:0", "v6": "[::1]:0", "dual": "0", "unix": path, "abs": abstract, "udp": "udp:127.0.0.1:0"}
+    with get_listeners(spec) as ls:
+        assert list(ls) == list(spec)
+        assert ls.bound == set(spec) and not ls.inherited and not ls.unclaimed
+        assert ls["dual"].getsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY) == 0
+        assert ls["v6"].getsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY) == 1
+        for name in ("v4", "v6", "dual", "unix", "abs"):
+            assert ls[name].getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN) == 1, name
+        assert ls["udp"].type == socket.SOCK_DGRAM
+        # each really accepts: connect through the dual-stack one over IPv4
+        port = ls["dual"].getsockname()[1]
+        with socket.create_connection(("127.0.0.1", port), timeout=5):
+            conn, _ = ls["dual"].accept()
+            conn.close()
+        with socket.socket(socket.AF_UNIX) as c:
+            c.connect(path)
+        with socket.socket(socket.AF_UNIX) as c:
+            c.connect("\0" + abstract[1:])
+        assert not ls["v4"].get_inheritable()
+    assert ls.closed and all(s.fileno() == -1 for s in ls.values())
+
+
+def test_unix_stale_file_reclaimed_live_refused(tmp_path: object, fresh_env: None) -> None:
+    path = os.path.join(str(tmp_path), "s.sock")
+    stale = socket.socket(socket.AF_UNIX)
+    stale.bind(path)
+    stale.close()  # leaves the file, nobody listening
+    assert stat.S_ISSOCK(os.lstat(path).st_mode)
+    with get_listeners({"u": path}, unix_mode=0o660) as ls:
+        assert ls.bound == {"u"}
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o660
+        with pytest.raises(AddressError, match="already listening"):
+            get_listeners({"u2": path})
+    regular = os.path.join(str(tmp_path), "file")
+    open(regular, "w").close()
+    with pytest.raises(AddressError, match="not a socket"):
+        get_listeners({"u": regular})
+    assert os.path.exists(regular)
+    with pytest.raises(AddressError, match="does not exist"):
+        get_listeners({"u": os.path.join(str(tmp_path), "nodir", "x.sock")})
+
+
+def test_partial_failure_closes_everything(fresh_env: None) -> None:
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    port = busy.getsockname()[1]
+    before = set(os.listdir("/proc/self/fd"))
+    with pytest.raises(AddressError) as info:
+        get_listeners({"a": "127.0.0.1:0", "b": "@sockact-partial", "c": f"127.0.0.1:{port}"})
+    assert f"127.0.0.1:{port}" in str(info.value) and "in use" in str(info.value)
+    assert set(os.listdir("/proc/self/fd")) == before  # nothing left open
+    # the abstract name it had bound is free again
+    with get_listeners({"b": "@sockact-partial"}):
+        pass
+    busy.close()
+
+
+def test_require_activation_refuses_to_bind(fresh_env: None) -> None:
+    with pytest.raises(ActivationError, match="require_activation"):
+        get_listeners({"http": "127.0.0.1:0"}, require_activation=True)
+
+
+def test_bad_names_and_addresses(fresh_env: None) -> None:
+    with pytest.raises(ActivationError, match="FileDescriptorName"):
+        get_listeners({"a:b": "8080"})
+    with pytest.raises(AddressError, match="Accepted forms"):
+        get_listeners({"a": "nonsense"})
+
+
+def test_spec_none_without_activation_is_empty(fresh_env: None) -> None:
+    with get_listeners() as ls:
+        assert dict(ls) == {}

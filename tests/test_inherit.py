@@ -1,0 +1,126 @@
+"""get_listeners() in real child processes that inherited real sockets on fds 3.. ."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+
+import pytest
+from helpers import child_env, run_child, tcp_listener
+
+GET = (
+    "import sockact\n"
+    "try:\n"
+    "    ls = sockact.get_listeners(SPEC)\n"
+    "except sockact.SockactError as e:\n"
+    "    print(json.dumps({'error': type(e).__name__, 'msg': str(e)})); sys.exit(0)\n"
+    "print(json.dumps({'keys': list(ls), 'inherited': sorted(ls.inherited), 'bound': sorted(ls.bound),\n"
+    "  'fds': {k: s.fileno() for k, s in ls.items()}, 'unclaimed': {str(k): v for k, v in ls.unclaimed.items()},\n"
+    "  'names': {k: str(s.getsockname()) for k, s in ls.items()},\n"
+    "  'env': sorted(k for k in os.environ if k.startswith('LISTEN_'))}))\n"
+)
+
+
+def get(spec: object, fds: list[int], names: str | None) -> dict:
+    env = child_env({"LISTEN_PID": "SELF", "LISTEN_FDS": str(len(fds))})
+    if names is not None:
+        env["LISTEN_FDNAMES"] = names
+    return run_child(GET.replace("SPEC", repr(spec)), fds, env)
+
+
+def test_by_name_then_bind_rest() -> None:
+    a, b = tcp_listener(), tcp_listener()
+    out = get({"web": "127.0.0.1:1", "admin": "127.0.0.1:0"}, [a.fileno(), b.fileno()], "other:web")
+    assert out["fds"]["web"] == 4 and out["inherited"] == ["web"] and out["bound"] == ["admin"]
+    assert out["unclaimed"] == {"3": "other"} and out["env"] == []
+
+
+def test_by_address_when_names_unknown() -> None:
+    a, b = tcp_listener(), tcp_listener()
+    pa, pb = a.getsockname()[1], b.getsockname()[1]
+    out = get({"x": f"127.0.0.1:{pb}", "y": f"127.0.0.1:{pa}"}, [a.fileno(), b.fileno()], None)
+    assert out["fds"] == {"x": 4, "y": 3} and out["bound"] == []
+
+
+def test_unit_default_names_match_by_address() -> None:
+    a = tcp_listener()
+    out = get({"http": f"127.0.0.1:{a.getsockname()[1]}"}, [a.fileno()], "app.socket")
+    assert out["fds"] == {"http": 3}
+
+
+def test_spec_none_disambiguates_duplicates() -> None:
+    socks = [tcp_listener() for _ in range(3)]
+    out = get(None, [s.fileno() for s in socks], "app.socket:app.socket:web")
+    assert out["keys"] == ["app.socket", "app.socket:2", "web"]
+
+
+def test_wrong_kind_is_an_error_naming_fd_and_kinds() -> None:
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp.bind(("127.0.0.1", 0))
+    out = get({"http": "127.0.0.1:0"}, [udp.fileno()], "http")
+    assert out["error"] == "ActivationError"
+    assert "fd 3" in out["msg"] and "inet datagram" in out["msg"] and "inet stream" in out["msg"]
+    u = socket.socket(socket.AF_UNIX)
+    out = get({"http": "127.0.0.1:0"}, [u.fileno()], "http")
+    assert "unix stream" in out["msg"]
+
+
+def test_fifo_refused_by_name(tmp_path: object) -> None:
+    r, _w = os.pipe()
+    out = get({"http": "127.0.0.1:0"}, [r], "http")
+    assert out["error"] == "ActivationError" and "fifo" in out["msg"] and "fd 3" in out["msg"]
+    out = get(None, [r], "store")  # spec=None: a FIFO is left for listen_fds(), not an error
+    assert out["keys"] == [] and out["unclaimed"] == {"3": "store"}
+
+
+def test_fd_not_open_is_an_activation_error() -> None:
+    a = tcp_listener()
+    env = child_env({"LISTEN_PID": "SELF", "LISTEN_FDS": "3"})
+    out = run_child(GET.replace("SPEC", "None"), [a.fileno()], env)
+    assert out["error"] == "ActivationError" and "fd 4" in out["msg"] and "not open" in out["msg"]
+
+
+def test_inherited_listening_socket_is_not_listened_again() -> None:
+    a = socket.socket()
+    a.bind(("127.0.0.1", 0))
+    a.listen(7)
+    port = a.getsockname()[1]
+    code = GET.replace("SPEC", "{'h': '127.0.0.1:1'}") + "sys.stdout.flush()\nsys.stdin.read()\n"
+    # keep the child alive while ss reads the backlog (Send-Q of a listening socket)
+    env = child_env({"LISTEN_PID": "SELF", "LISTEN_FDS": "1", "LISTEN_FDNAMES": "h"})
+    import json
+    import sys
+
+    r, w = os.pipe()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import os;os.dup2(int(os.environ['XFD']),3);os.environ['LISTEN_PID']=str(os.getpid());"
+            + "import sys,json\n"
+            + code,
+        ],
+        env={**env, "XFD": str(a.fileno())},
+        pass_fds=[a.fileno()],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = proc.stdout.readline()
+        assert json.loads(line)["inherited"] == ["h"]
+        a.close()
+        ss = subprocess.run(["ss", "-Hltn", f"sport = :{port}"], capture_output=True, text=True).stdout.split()
+        assert ss[2] == "7", ss  # a second listen(4096) would have changed it
+    finally:
+        proc.communicate("", timeout=10)
+    os.close(r), os.close(w)
+    assert proc.returncode == 0
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "-1"])
+def test_bad_listen_pid_is_a_clear_error(value: str) -> None:
+    env = child_env({"LISTEN_PID": value, "LISTEN_FDS": "1"})
+    out = run_child(GET.replace("SPEC", "None"), [], env)
+    assert out["error"] == "ActivationError" and "LISTEN_PID" in out["msg"] and repr(value) in out["msg"]

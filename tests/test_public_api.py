@@ -1,0 +1,63 @@
+"""The public surface is exactly what __all__ says, and importing sockact stays light."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from helpers import child_env
+
+import sockact
+
+PUBLIC = {
+    "Address",
+    "ActivationError",
+    "AddressError",
+    "Listeners",
+    "NotifyError",
+    "SockactError",
+    "UpgradeError",
+    "barrier",
+    "extend_timeout",
+    "fdstore",
+    "fdstore_remove",
+    "get_listeners",
+    "mainpid",
+    "notify",
+    "parse_address",
+    "ready",
+    "reloading",
+    "status",
+    "stopping",
+    "watchdog_ping",
+    "watchdog_trigger",
+    "NotifyReceiver",
+    "Message",
+    "Watchdog",
+    "AsyncWatchdog",
+    "watchdog_interval",
+    "JournalFormatter",
+    "ReloadHandler",
+}
+
+
+def test_all_is_the_public_surface() -> None:
+    assert set(sockact.__all__) == PUBLIC
+    public_attrs = {n for n in vars(sockact) if not n.startswith("_")} - {"annotations", "daemon"}
+    assert public_attrs == PUBLIC
+    for name in sockact.__all__:
+        assert getattr(sockact, name).__doc__, f"{name} has no docstring"
+
+
+def test_errors_share_one_root() -> None:
+    for err in (sockact.ActivationError, sockact.AddressError, sockact.NotifyError, sockact.UpgradeError):
+        assert issubclass(err, sockact.SockactError)
+
+
+def test_import_pulls_no_asyncio_or_server() -> None:
+    code = (
+        "import sys, sockact, sockact.daemon; print(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "{'asyncio', 'systemd', 'uvicorn', 'aiohttp', 'tornado', 'waitress', 'gunicorn', 'hypercorn', 'ctypes'}))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=child_env(), check=True)
+    assert out.stdout.strip() == "[]"
