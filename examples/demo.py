@@ -17,8 +17,8 @@ import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from sockact import NotifyReceiver  # noqa: E402
-from sockact._spawn import spawn  # noqa: E402
+from sockact import NotifyReceiver
+from sockact._spawn import spawn
 
 
 def main() -> int:

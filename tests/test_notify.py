@@ -300,3 +300,33 @@ def test_journal_formatter() -> None:
     assert journal.format(record) == "<3>a\n<3>b"
     assert JournalFormatter(fd=w, environ={}).format(record) == "a\nb"
     os.close(r), os.close(w)
+
+
+def test_vsock_form_parsed_and_failure_is_a_notify_error() -> None:
+    from sockact._notify import notify_target
+
+    family, type_, address = notify_target("vsock:2:9999")
+    assert type_ == socket.SOCK_SEQPACKET
+    assert family == getattr(socket, "AF_VSOCK", family) and address == (2, 9999)
+    with pytest.raises(NotifyError, match="vsock:2:9999"):  # no vsock transport here: a clear error, no traceback
+        sockact.ready(environ={"NOTIFY_SOCKET": "vsock:2:9999"})
+
+
+def test_receiver_with_selectors_and_oversize_datagrams(caplog: pytest.LogCaptureFixture) -> None:
+    import selectors
+
+    with NotifyReceiver() as r, socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as raw:
+        raw.sendto(b"STATUS=" + b"x" * 5000, r.address)  # larger than systemd reads: dropped, logged
+        a, b = socket.socketpair()
+        fds = [a.fileno()] * 300  # more than SCM_MAX_FD: the kernel refuses to send, nothing half-arrives
+        with pytest.raises(OSError):
+            raw.sendmsg([b"FDSTORE=1"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, bytes(4 * len(fds)))], 0, r.address)
+        a.close(), b.close()
+        raw.sendto(b"READY=1", r.address)
+        with selectors.DefaultSelector() as sel:
+            sel.register(r, selectors.EVENT_READ)
+            assert sel.select(timeout=5)
+            with caplog.at_level(logging.WARNING, "sockact.receiver"):
+                m = r.receive_nowait()
+        assert m is not None and m.fields == {"READY": "1"}
+        assert "longer than 4096" in caplog.text
