@@ -38,8 +38,16 @@ def _inspect(as_json: bool) -> int:
         for fd, name in zip(inherited.fds, inherited.names):
             info = describe_fd(fd)
             fds.append(
-                {"fd": fd, "name": name, "kind": info.kind, "family": info.family, "type": info.type,
-                 "listening": info.listening, "address": repr(info.sockname), "description": info.describe()}
+                {
+                    "fd": fd,
+                    "name": name,
+                    "kind": info.kind,
+                    "family": info.family,
+                    "type": info.type,
+                    "listening": info.listening,
+                    "address": repr(info.sockname),
+                    "description": info.describe(),
+                }
             )
     try:
         watchdog = parse_watchdog_env(env, pid)
