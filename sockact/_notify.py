@@ -15,6 +15,7 @@ import struct
 import time
 from collections.abc import Mapping, MutableMapping, Sequence
 
+from ._env import UPSTREAM_NOTIFY_VAR
 from ._errors import NotifyError
 from ._message import format_message, validate_state
 
@@ -151,8 +152,18 @@ def notify(
 
 
 def ready(status: str | None = None, *, environ: MutableMapping[str, str] | None = None) -> bool:
-    """READY=1 (and STATUS=): start-up, or a reload, is complete."""
-    return notify({"READY": 1, **({"STATUS": status} if status is not None else {})}, environ=environ)
+    """READY=1 (and STATUS=): start-up, or a reload, is complete.
+
+    In a successor started by sockact's upgrader (SOCKACT_UPSTREAM_NOTIFY_SOCKET set), READY=1 goes to
+    the predecessor; this then waits for the hand-over (a BARRIER=1 the predecessor releases) and
+    switches NOTIFY_SOCKET to the real manager, so later messages reach systemd directly.
+    """
+    sent = notify({"READY": 1, **({"STATUS": status} if status is not None else {})}, environ=environ)
+    if sent and UPSTREAM_NOTIFY_VAR in (os.environ if environ is None else environ):
+        from ._upgrade import successor_handshake
+
+        successor_handshake(environ)
+    return sent
 
 
 def reloading(status: str | None = None, *, environ: MutableMapping[str, str] | None = None) -> bool:

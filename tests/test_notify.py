@@ -235,9 +235,9 @@ def test_watchdog_pings_at_half_the_interval() -> None:
                 if m is not None:
                     assert m.fields == {"WATCHDOG": "1"}
                     times.append(time.monotonic() - start)
-        assert 8 <= len(times) <= 13, times  # ~one every 100 ms
+        assert 7 <= len(times) <= 13, times  # ~one every 100 ms (lower bound leaves room for a loaded CI)
         gaps = [b - a for a, b in zip(times, times[1:])]
-        assert 0.05 < sorted(gaps)[len(gaps) // 2] < 0.15
+        assert 0.07 < sorted(gaps)[len(gaps) // 2] < 0.15
         assert wd.error is None
 
 

@@ -1,0 +1,160 @@
+"""The upgrader with real successor processes and a NotifyReceiver standing in for systemd."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import select
+import socket
+import sys
+import threading
+import time
+
+import pytest
+from helpers import ROOT, child_env
+
+import sockact
+from sockact import NotifyReceiver, UpgradeError
+from sockact._upgrade import _TRANSITIONS, Upgrader, write_pidfile
+
+SUCCESSOR = r"""
+import os, sys
+sys.path.insert(0, sys.argv[1])
+import sockact
+mode = sys.argv[2]
+if mode == "exit":
+    sys.exit(1)
+if mode == "hang":
+    import time; time.sleep(60)
+ls = sockact.get_listeners({"http": "127.0.0.1:1"})
+sockact.ready()
+sockact.status(f"successor {os.getpid()} inherited={sorted(ls.inherited)} unclaimed={ls.unclaimed}")
+conn, _ = ls["http"].accept()
+conn.sendall(f"pid {os.getpid()}".encode())
+conn.close()
+"""
+
+
+class FakeSystemd(NotifyReceiver):
+    """A receiver read by a thread, as systemd reads its notify socket (so barriers are acknowledged)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.messages: list[sockact.Message] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            select.select([self], [], [], 0.05)  # no selector object: opens no fd of its own
+            m = self.receive_nowait()
+            if m is not None:
+                m.close()
+                self.messages.append(m)
+
+    def close(self) -> None:
+        if hasattr(self, "_stop"):
+            self._stop.set()
+            self._thread.join()
+        super().close()
+
+
+@pytest.fixture
+def setup(tmp_path: object) -> tuple[sockact.Listeners, FakeSystemd, str]:
+    script = os.path.join(str(tmp_path), "successor.py")
+    with open(script, "w") as f:
+        f.write(SUCCESSOR)
+    with sockact.get_listeners({"http": "127.0.0.1:0"}, environ={}) as ls, FakeSystemd() as upstream:
+        yield ls, upstream, script
+
+
+def upgrader(ls: sockact.Listeners, upstream: NotifyReceiver, script: str, mode: str, **kw: object) -> Upgrader:
+    env = {**child_env(), "NOTIFY_SOCKET": upstream.address}
+    return Upgrader(ls, command=[sys.executable, script, ROOT, mode], environ=env, **kw)  # type: ignore[arg-type]
+
+
+def drain(r: FakeSystemd, count: int = 0, timeout: float = 10) -> list[sockact.Message]:
+    """The messages "systemd" got, once at least ``count`` arrived."""
+    deadline = time.monotonic() + timeout
+    while len(r.messages) < count and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return list(r.messages)
+
+
+def test_hand_over_to_a_successor(setup: tuple) -> None:
+    ls, upstream, script = setup
+    up = upgrader(ls, upstream, script, "serve")
+    child = up.upgrade()
+    assert up.state == "handed_over" and up.successor is child
+    port = ls["http"].getsockname()[1]
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as c:
+        assert c.recv(100) == f"pid {child.pid}".encode()  # the successor serves the same socket
+    assert child.wait(10) == 0
+    messages = drain(upstream, 4)
+    fields = [m.fields for m in messages]
+    assert set(fields[0]) == {"RELOADING", "MONOTONIC_USEC", "STATUS"}
+    assert fields[1]["MAINPID"] == str(child.pid) and fields[1]["READY"] == "1"
+    assert fields[2] == {"BARRIER": "1"}
+    hello = messages[3]  # after the barrier the successor talks to "systemd" directly
+    assert hello.pid == child.pid and hello["STATUS"] == f"successor {child.pid} inherited=['http'] unclaimed={{}}"
+    with pytest.raises(UpgradeError, match="one upgrade at a time"):
+        up.upgrade()
+
+
+@pytest.mark.parametrize(("mode", "reason"), [("exit", "exited with status 1"), ("hang", "no READY=1 within")])
+def test_failed_successor_leaves_us_serving(setup: tuple, mode: str, reason: str) -> None:
+    ls, upstream, script = setup
+    up = upgrader(ls, upstream, script, mode, ready_timeout=1.0)
+    before = set(os.listdir("/proc/self/fd"))
+    with pytest.raises(UpgradeError, match=reason):
+        up.upgrade()
+    assert up.state == "idle" and up.successor is None
+    assert set(os.listdir("/proc/self/fd")) == before  # receiver, pidfd and staged fds all closed
+    with pytest.raises(ChildProcessError):
+        os.waitpid(-1, os.WNOHANG)  # no zombie left behind
+    last = drain(upstream, 2)[-1]
+    assert last["READY"] == "1" and reason in last["STATUS"] and "still serving" in last["STATUS"]
+    assert ls["http"].fileno() >= 0  # our listener is untouched
+
+
+def test_pidfile_mode_sends_no_mainpid(setup: tuple, tmp_path: object) -> None:
+    ls, upstream, script = setup
+    pidfile = os.path.join(str(tmp_path), "app.pid")
+    up = upgrader(ls, upstream, script, "serve", pidfile=pidfile)
+    child = up.upgrade()
+    with open(pidfile) as f:
+        assert f.read() == f"{child.pid}\n"
+    with socket.create_connection(("127.0.0.1", ls["http"].getsockname()[1]), timeout=10) as c:
+        c.recv(100)
+    child.wait(10)
+    assert not any("MAINPID" in m for m in drain(upstream))
+
+
+def test_pidfile_never_follows_a_symlink(tmp_path: object) -> None:
+    victim = os.path.join(str(tmp_path), "victim")
+    with open(victim, "w") as f:
+        f.write("precious")
+    link = os.path.join(str(tmp_path), "app.pid")
+    os.symlink(victim, link)
+    write_pidfile(link, 4242)
+    assert pathlib.Path(victim).read_text() == "precious"
+    assert not os.path.islink(link) and pathlib.Path(link).read_text() == "4242\n"
+    with pytest.raises(UpgradeError, match="cannot write PID file"):
+        write_pidfile(os.path.join(str(tmp_path), "missing-dir", "x.pid"), 1)
+
+
+def test_state_machine_table() -> None:
+    assert _TRANSITIONS == {
+        ("idle", "spawn"): "spawning",
+        ("spawning", "ready"): "handed_over",
+        ("spawning", "failed"): "idle",
+    }
+
+
+def test_missing_command_is_a_clear_error(setup: tuple) -> None:
+    ls, upstream, _ = setup
+    up = Upgrader(ls, command=["/nonexistent/python"], environ={"NOTIFY_SOCKET": upstream.address})
+    with pytest.raises(UpgradeError, match="no such executable"):
+        up.upgrade()
+    assert up.state == "idle"
