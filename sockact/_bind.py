@@ -31,11 +31,11 @@ def _reclaim_stale_unix(addr: Address, path: str) -> None:
     except ConnectionRefusedError:
         os.unlink(path)  # stale: a socket file with no listener behind it
         return
-    except OSError as exc:
-        if exc.errno in (errno.EPROTOTYPE,):
-            raise AddressError(f"cannot bind {addr.text!r}: {path} is a socket of another type in use") from exc
-        os.unlink(path)
-        return
+    except OSError as exc:  # e.g. EACCES or another socket type: not ours to remove
+        raise AddressError(
+            f"cannot bind {addr.text!r}: {path} exists and could not be checked ({exc.strerror}); "
+            "remove it if no process uses it"
+        ) from exc
     finally:
         probe.close()
     raise AddressError(f"cannot bind {addr.text!r}: another process is already listening on {path}")
