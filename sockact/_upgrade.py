@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, MutableMapping, Sequence
 
 from ._env import UPSTREAM_NOTIFY_VAR
-from ._errors import UpgradeError
+from ._errors import NotifyError, UpgradeError
 from ._listeners import Listeners
 from ._notify import barrier, notify, reloading
 from ._receiver import NotifyReceiver
@@ -191,8 +191,8 @@ def successor_handshake(environ: MutableMapping[str, str] | None = None, timeout
         return False
     try:
         barrier(timeout, environ=env)
-    except Exception as exc:  # predecessor gone before reading: its socket closed, the barrier fd with it
-        log.debug("hand-over barrier: %s", exc)
+    except NotifyError as exc:  # the predecessor closed its receiver first: the hand-over is over either way
+        log.info("hand-over barrier on %s: %s; talking to the manager directly now", env.get("NOTIFY_SOCKET"), exc)
     env["NOTIFY_SOCKET"] = upstream
     del env[UPSTREAM_NOTIFY_VAR]
     return True
