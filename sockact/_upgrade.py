@@ -139,7 +139,10 @@ class Upgrader:
                 child.close()
             reason = str(exc) if isinstance(exc, UpgradeError) else f"{type(exc).__name__}: {exc}"
             log.error("upgrade failed, still serving: %s", reason)
-            notify({"READY": 1, "STATUS": f"upgrade failed, still serving: {reason}"[:400]}, environ=upstream)
+            try:  # READY=1 is owed after RELOADING=1; a failure here must not hide the upgrade's own error
+                notify({"READY": 1, "STATUS": f"upgrade failed, still serving: {reason}"[:400]}, environ=upstream)
+            except NotifyError as notify_exc:
+                log.error("could not tell the manager either: %s", notify_exc)
             raise
         self._move("ready")
         self.successor = child
