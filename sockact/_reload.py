@@ -9,14 +9,14 @@ writes one byte to a pipe (async-signal-safe); the reload itself runs in the cal
 from __future__ import annotations
 
 import logging
-import os
 import select
 import signal
 from collections.abc import Callable, MutableMapping
-from types import FrameType, TracebackType
+from types import TracebackType
 from typing import Any
 
 from ._notify import notify, ready, reloading
+from ._signals import SignalPipe
 
 __all__ = ["ReloadHandler"]
 
@@ -43,30 +43,19 @@ class ReloadHandler:
         self.environ = environ
         self.last_error: BaseException | None = None
         self.reloads = 0
-        self._read, self._write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        self._previous: Any = signal.signal(sig, self._record)
-
-    def _record(self, signum: int, frame: FrameType | None) -> None:
-        try:
-            os.write(self._write, b"r")
-        except (BlockingIOError, OSError):
-            pass  # pipe full (already pending) or closed: coalesced
+        self._signals = SignalPipe([sig])
 
     def fileno(self) -> int:
         """Readable when a reload is pending (for selectors / add_reader)."""
-        return self._read
+        return self._signals.fileno()
 
     def trigger(self) -> None:
         """Mark a reload pending, as the signal would."""
-        self._record(self.signal, None)
+        self._signals.raise_(self.signal)
 
     def run_pending(self) -> bool:
-        """Run the reload if a signal arrived; True if one ran."""
-        try:
-            pending = os.read(self._read, 4096)
-        except BlockingIOError:
-            return False
-        if not pending:
+        """Run the reload if a signal arrived; True if one ran (several pending signals: one reload)."""
+        if not self._signals.read(0):
             return False
         reloading(environ=self.environ)
         try:
@@ -83,7 +72,7 @@ class ReloadHandler:
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the signal arrives (or ``timeout``), then run the reload; True if one ran."""
-        select.select([self._read], [], [], timeout)
+        select.select([self.fileno()], [], [], timeout)
         return self.run_pending()
 
     async def wait_async(self) -> bool:
@@ -92,17 +81,12 @@ class ReloadHandler:
 
         from ._receiver import _readable
 
-        await _readable(asyncio.get_running_loop(), self._read)
+        await _readable(asyncio.get_running_loop(), self.fileno())
         return self.run_pending()
 
     def close(self) -> None:
         """Restore the previous signal disposition and close the pipe. Idempotent."""
-        if self._read < 0:
-            return
-        signal.signal(self.signal, self._previous)
-        os.close(self._read)
-        os.close(self._write)
-        self._read = self._write = -1
+        self._signals.close()
 
     def __enter__(self) -> ReloadHandler:
         return self
