@@ -1,28 +1,32 @@
-"""A stdlib HTTP server that takes its socket from systemd (or binds it itself).
+"""A stdlib HTTP server that takes its socket from systemd (or binds it itself) and reloads in place.
 
-    python examples/http_server.py [--listen ADDR]
+    python examples/http_server.py [--listen ADDR] [--drain-timeout S] [--pidfile PATH]
 
 ``GET /`` → ``pid <pid>``; ``GET /sleep?seconds=S`` → 200 after S seconds. Under
-``systemd-socket-activate -l ADDR --fdname=http`` it serves on the inherited socket.
+``systemd-socket-activate -l ADDR --fdname=http`` it serves on the inherited socket. SIGHUP starts a
+successor with the same command line and hands the socket over without refusing a connection;
+SIGTERM/SIGINT drain and exit (a second one exits at once).
 """
 
 from __future__ import annotations
 
 import argparse
-import http.server
+import logging
 import os
 import sys
+import threading
 import time
 import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import sockact
+from sockact.serve import HTTPRequestHandler, HTTPServer
+
+log = logging.getLogger("http_server")
 
 
-class Handler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
+class Handler(HTTPRequestHandler):
     def do_GET(self) -> None:
         url = urllib.parse.urlsplit(self.path)
         if url.path == "/sleep":
@@ -48,29 +52,35 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--listen", default="127.0.0.1:8000", help="address in ListenStream= syntax")
+    parser.add_argument("--drain-timeout", type=float, default=30.0, help="seconds to finish in-flight requests")
+    parser.add_argument("--ready-timeout", type=float, default=60.0, help="seconds a successor has to be ready")
+    parser.add_argument("--pidfile", help="hand over by PID file (pair with PIDFile= in the unit)")
     args = parser.parse_args(argv)
+    handler = logging.StreamHandler()
+    handler.setFormatter(sockact.JournalFormatter("http_server[%(process)d]: %(message)s"))
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
     try:
         listeners = sockact.get_listeners({"http": args.listen})
     except sockact.SockactError as exc:
-        print(f"http_server: {exc}", file=sys.stderr)
+        log.error("%s", exc)
         return 2
-    sock = listeners["http"]
-    server = http.server.ThreadingHTTPServer(("", 0), Handler, bind_and_activate=False)
-    server.socket.close()  # the one TCPServer made; serve on ours instead
-    server.socket = sock
-    server.daemon_threads = True
-    origin = "inherited" if "http" in listeners.inherited else "bound"
-    print(f"http_server: pid {os.getpid()} serving on {listeners!r} ({origin})", file=sys.stderr, flush=True)
-    listeners.close_unclaimed()
-    sockact.ready()
+    server = HTTPServer(listeners["http"], Handler)
     try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        listeners.close()
+        with listeners, sockact.Upgrader(listeners, pidfile=args.pidfile, ready_timeout=args.ready_timeout) as upgrader:
+            threading.Thread(target=server.serve_forever, name="serve", daemon=True).start()
+            origin = "inherited" if "http" in listeners.inherited else "bound"
+            log.info("serving on %r (%s)", listeners, origin)
+            listeners.close_unclaimed()
+            sockact.ready(f"serving on {args.listen}")
+            outcome = upgrader.wait()
+            cut = server.drain(args.drain_timeout, hammer=upgrader.hammer)
+            server.server_close()
+            log.info("%s; drained (%d connection(s) cut)", outcome, cut)
+    except sockact.SockactError as exc:
+        log.error("%s", exc)
+        return 1
     return 0
 
 

@@ -26,6 +26,7 @@ from ._notify import (
 )
 from ._receiver import Message, NotifyReceiver
 from ._reload import ReloadHandler
+from ._upgrade import Upgrader
 from ._watchdog import AsyncWatchdog, Watchdog, watchdog_interval
 
 __version__ = "0.1.0"
@@ -43,6 +44,7 @@ __all__ = [
     "ReloadHandler",
     "SockactError",
     "UpgradeError",
+    "Upgrader",
     "barrier",
     "extend_timeout",
     "fdstore",

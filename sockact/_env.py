@@ -211,7 +211,8 @@ def successor_env(
     Returns ``(env, pid_vars)``: ``pid_vars`` are the variables the spawn path must set to the
     child's own pid *in the child* (``LISTEN_PID`` always; ``WATCHDOG_PID`` when a watchdog
     interval is passed on). Stale ``LISTEN_PIDFDID``, ``NOTIFY_SOCKET`` and ``WATCHDOG_PID`` of this
-    process are dropped. ``upstream_notify_socket`` travels as ``SOCKACT_UPSTREAM_NOTIFY_SOCKET``.
+    process are dropped. ``upstream_notify_socket`` travels as ``SOCKACT_UPSTREAM_NOTIFY_SOCKET``
+    (``""``: a hand-over with no manager above; None: not a hand-over, e.g. a supervised child).
     """
     env = {k: v for k, v in base.items() if k not in _STALE}
     pid_vars: tuple[str, ...] = ()

@@ -4,7 +4,13 @@ States (one transition table, ``_TRANSITIONS``)::
 
     idle ──upgrade()──▶ spawning ──READY=1──▶ handed_over
       ▲                    │
-      └──child died / timed out (old process keeps serving)
+      └──child died / timed out / stop signal (old process keeps serving)
+
+As a context manager it also owns the signals: handlers only record (``SignalPipe``) and
+:meth:`Upgrader.wait` acts — the reload signal runs :meth:`upgrade`, a stop signal sends STOPPING=1.
+Once ``wait`` returns, a thread keeps listening while the caller drains: a reload signal that
+reaches this process after the hand-over is forwarded to the successor, and a second stop signal
+sets :attr:`Upgrader.hammer` (drain no longer waits).
 
 The successor is launched through the one spawn path (``_spawn.spawn``) with NOTIFY_SOCKET pointing
 at a fresh, pid-restricted :class:`NotifyReceiver`; the real manager's socket travels in
@@ -19,14 +25,18 @@ from __future__ import annotations
 import logging
 import os
 import select
+import signal
+import threading
 import time
 from collections.abc import Callable, MutableMapping, Sequence
+from types import TracebackType
 
 from ._env import UPSTREAM_NOTIFY_VAR
 from ._errors import NotifyError, UpgradeError
 from ._listeners import Listeners
-from ._notify import barrier, notify, reloading
-from ._receiver import NotifyReceiver
+from ._notify import barrier, notify, reloading, stopping
+from ._receiver import NotifyReceiver, _readable
+from ._signals import SignalPipe
 from ._spawn import Child, default_command, spawn
 
 __all__ = ["Upgrader", "write_pidfile"]
@@ -64,12 +74,25 @@ def write_pidfile(path: str, pid: int) -> None:
         raise UpgradeError(f"cannot write PID file {path}: {exc.strerror}; check PIDFile= and its directory") from exc
 
 
+class _StopRequested(UpgradeError):
+    """A stop signal arrived while a successor was starting."""
+
+
 class Upgrader:
     """Launches successors for a :class:`Listeners` and hands the service over to them.
 
     ``command`` defaults to this process's own command line; ``environ`` (default ``os.environ``)
     is where NOTIFY_SOCKET is read from and what the successor's environment is built from.
-    Only one upgrade runs at a time: ``upgrade()`` during another raises UpgradeError.
+    Only one upgrade runs at a time: ``upgrade()`` during another raises UpgradeError; reload
+    signals that arrive during an upgrade are coalesced into one, handled after it (forwarded to
+    the successor if it took over, another attempt if it failed).
+
+    ``pidfile``: hand over by PID file (this process's pid is written on ``__enter__``, the
+    successor's before READY=1) instead of MAINPID=; pair it with ``PIDFile=`` and ``KillMode=mixed``
+    in the unit. In that mode systemd keeps signalling this process until it exits, so stop signals
+    are forwarded to the successor too (docs/PROTOCOL.md).
+
+    Hooks: ``before_spawn()``, ``after_handover(child)``, ``before_shutdown()``.
     """
 
     def __init__(
@@ -80,16 +103,164 @@ class Upgrader:
         ready_timeout: float = 60.0,
         pidfile: str | None = None,
         environ: MutableMapping[str, str] | None = None,
+        reload_signal: int = signal.SIGHUP,
+        stop_signals: Sequence[int] = (signal.SIGTERM, signal.SIGINT),
         before_spawn: Callable[[], None] | None = None,
+        after_handover: Callable[[Child], None] | None = None,
+        before_shutdown: Callable[[], None] | None = None,
     ) -> None:
         self.listeners = listeners
         self.command = list(command) if command is not None else default_command()
         self.ready_timeout = ready_timeout
         self.pidfile = pidfile
         self.environ: MutableMapping[str, str] = os.environ if environ is None else environ
+        self.reload_signal = reload_signal
+        self.stop_signals = tuple(stop_signals)
         self.before_spawn = before_spawn
+        self.after_handover = after_handover
+        self.before_shutdown = before_shutdown
         self.state = "idle"
         self.successor: Child | None = None
+        #: Set by a second stop signal: draining should end now.
+        self.hammer = threading.Event()
+        self._signals: SignalPipe | None = None
+        self._reload_pending = False
+        self._stop_requested = False
+        self._forwarder: threading.Thread | None = None
+        self._closing = threading.Event()
+
+    # -- signals and the loop -------------------------------------------------------------------
+
+    def __enter__(self) -> Upgrader:
+        self._signals = SignalPipe([self.reload_signal, *self.stop_signals])
+        if self.pidfile is not None:
+            write_pidfile(self.pidfile, os.getpid())
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop forwarding signals and restore their handlers. Idempotent; never touches the successor."""
+        self._closing.set()
+        if self._forwarder is not None:
+            self._forwarder.join()
+            self._forwarder = None
+        if self._signals is not None:
+            self._signals.close()
+            self._signals = None
+        if self.successor is not None:
+            self.successor.close()
+
+    def reload(self) -> None:
+        """Ask for an upgrade as the reload signal would (handled by :meth:`wait`)."""
+        self._pipe().raise_(self.reload_signal)
+
+    def _pipe(self) -> SignalPipe:
+        if self._signals is None:
+            raise UpgradeError("use the Upgrader as a context manager (with Upgrader(...) as u:) to handle signals")
+        return self._signals
+
+    def _take_signals(self, timeout: float | None) -> None:
+        for sig in self._pipe().read(timeout):
+            if sig == self.reload_signal:
+                self._reload_pending = True
+            elif sig in self.stop_signals:
+                if self._stop_requested:
+                    self.hammer.set()
+                self._stop_requested = True
+
+    def wait(self, timeout: float | None = None) -> str | None:
+        """Run the signal loop until there is something to drain for.
+
+        Returns ``"upgraded"`` once a successor took over, ``"stop"`` after a stop signal (STOPPING=1
+        sent), or None when ``timeout`` passed. Failed upgrades are logged and reported upstream;
+        the loop goes on serving.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            outcome = self._step()
+            if outcome is not None:
+                return outcome
+            if self._reload_pending or self._stop_requested:
+                continue  # arrived during a failed upgrade: act on it now
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                return None
+            self._take_signals(remaining)
+
+    async def wait_async(self) -> str:
+        """:meth:`wait` for asyncio: the upgrade runs in an executor thread, the loop keeps serving."""
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        while True:
+            if self._reload_pending and not self._stop_requested:
+                self._reload_pending = False
+                try:
+                    await loop.run_in_executor(None, self.upgrade)
+                except UpgradeError:
+                    continue
+                return self._finish("upgraded")
+            outcome = self._step(upgrade=False)
+            if outcome is not None:
+                return outcome
+            await _readable(loop, self._pipe().fileno())
+            self._take_signals(0)
+
+    def _step(self, upgrade: bool = True) -> str | None:
+        if self._stop_requested:
+            return self._finish("stop")
+        if upgrade and self._reload_pending:
+            self._reload_pending = False
+            try:
+                self.upgrade()
+            except UpgradeError:
+                return None
+            return self._finish("upgraded")
+        return None
+
+    def _finish(self, outcome: str) -> str:
+        if outcome == "upgraded":
+            assert self.successor is not None
+            if self.after_handover is not None:
+                self.after_handover(self.successor)
+        else:
+            try:
+                stopping(environ=self._upstream())
+            except NotifyError as exc:
+                log.error("could not send STOPPING=1: %s", exc)
+            if self.before_shutdown is not None:
+                self.before_shutdown()
+        self._forwarder = threading.Thread(target=self._forward, name="sockact-forwarder", daemon=True)
+        self._forwarder.start()
+        return outcome
+
+    def _forward(self) -> None:
+        """While draining: forward reloads (and, in PID-file mode, stops) to the successor; 2nd stop → hammer."""
+        handed_over = self.successor is not None
+        if handed_over and self._reload_pending:
+            self._send_successor(self.reload_signal)  # coalesced during the upgrade
+        while not self._closing.is_set():
+            signals = self._pipe().read(0.2) if self._signals is not None else []
+            if self.reload_signal in signals and handed_over:
+                self._send_successor(self.reload_signal)
+            for sig in dict.fromkeys(s for s in signals if s in self.stop_signals):
+                if handed_over and self.pidfile is not None:
+                    self._send_successor(sig)  # systemd still thinks we are main
+                elif handed_over:
+                    log.info("stop signal after hand-over: the manager signals the successor itself")
+                else:
+                    self.hammer.set()
+
+    def _send_successor(self, sig: int) -> None:
+        assert self.successor is not None
+        if self.successor.send_signal(sig):
+            log.info("forwarded %s to successor pid %d", signal.Signals(sig).name, self.successor.pid)
+
+    # -- the upgrade ----------------------------------------------------------------------------
 
     def _move(self, event: str) -> None:
         key = (self.state, event)
@@ -125,7 +296,7 @@ class Upgrader:
                     names,
                     environ=self.environ,
                     notify_socket=receiver.address,
-                    upstream_notify_socket=upstream.get("NOTIFY_SOCKET"),
+                    upstream_notify_socket=upstream.get("NOTIFY_SOCKET", ""),  # "": no manager above us
                 )
                 receiver.allow(child.pid)
                 self._await_ready(receiver, child)
@@ -151,7 +322,13 @@ class Upgrader:
     def _await_ready(self, receiver: NotifyReceiver, child: Child) -> None:
         deadline = time.monotonic() + self.ready_timeout
         watched = [receiver.fileno()] + ([child.pidfd] if child.pidfd is not None else [])
+        if self._signals is not None:
+            watched.append(self._signals.fileno())
         while True:
+            if self._signals is not None:
+                self._take_signals(0)
+                if self._stop_requested:
+                    raise _StopRequested(f"stop requested while successor pid {child.pid} was starting")
             message = receiver.receive_nowait()
             if message is not None:
                 message.close()
@@ -184,7 +361,8 @@ def _describe(code: int) -> str:
 
 def successor_handshake(environ: MutableMapping[str, str] | None = None, timeout: float = 10.0) -> bool:
     """For a successor that just sent READY=1 to its predecessor: wait until the hand-over is done,
-    then talk to the real manager directly (NOTIFY_SOCKET := SOCKACT_UPSTREAM_NOTIFY_SOCKET).
+    then talk to the real manager directly (NOTIFY_SOCKET := SOCKACT_UPSTREAM_NOTIFY_SOCKET; an empty
+    value means there is no manager, and NOTIFY_SOCKET is removed).
 
     Returns True when it switched. Called by :func:`sockact.ready`.
     """
@@ -196,6 +374,9 @@ def successor_handshake(environ: MutableMapping[str, str] | None = None, timeout
         barrier(timeout, environ=env)
     except NotifyError as exc:  # the predecessor closed its receiver first: the hand-over is over either way
         log.info("hand-over barrier on %s: %s; talking to the manager directly now", env.get("NOTIFY_SOCKET"), exc)
-    env["NOTIFY_SOCKET"] = upstream
+    if upstream:
+        env["NOTIFY_SOCKET"] = upstream
+    else:
+        env.pop("NOTIFY_SOCKET", None)
     del env[UPSTREAM_NOTIFY_VAR]
     return True

@@ -38,6 +38,7 @@ PUBLIC = {
     "watchdog_interval",
     "JournalFormatter",
     "ReloadHandler",
+    "Upgrader",
 }
 
 

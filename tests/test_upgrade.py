@@ -158,3 +158,15 @@ def test_missing_command_is_a_clear_error(setup: tuple) -> None:
     with pytest.raises(UpgradeError, match="no such executable"):
         up.upgrade()
     assert up.state == "idle"
+
+
+def test_successor_handshake_without_a_manager_drops_notify_socket() -> None:
+    from sockact._upgrade import successor_handshake
+
+    env = {"NOTIFY_SOCKET": "/nonexistent/predecessor", "SOCKACT_UPSTREAM_NOTIFY_SOCKET": ""}
+    assert successor_handshake(env, timeout=0.1)
+    assert env == {}  # later notify() calls return False instead of failing on a dead predecessor
+    env = {"NOTIFY_SOCKET": "/nonexistent/predecessor", "SOCKACT_UPSTREAM_NOTIFY_SOCKET": "/run/systemd/notify"}
+    assert successor_handshake(env, timeout=0.1)
+    assert env == {"NOTIFY_SOCKET": "/run/systemd/notify"}
+    assert not successor_handshake({"NOTIFY_SOCKET": "/x"})

@@ -1,0 +1,149 @@
+"""Draining for stdlib ``http.server``: a ThreadingHTTPServer that serves a socket it was given."""
+
+from __future__ import annotations
+
+import http.server
+import os
+import select
+import socket
+import threading
+import time
+from typing import Any
+
+__all__ = ["HTTPServer", "HTTPRequestHandler"]
+
+
+class HTTPServer(http.server.ThreadingHTTPServer):
+    """``ThreadingHTTPServer`` on an already-listening socket (inherited or bound by get_listeners).
+
+    Every connection is tracked as idle (waiting for a request) or busy. :meth:`drain` stops
+    accepting (closes this process's copy of the socket; a successor holding it keeps serving),
+    closes idle keep-alive connections at once, lets busy ones finish their request (the response
+    says ``Connection: close``), and after ``timeout`` shuts down whatever is left.
+    Use with :class:`HTTPRequestHandler` (or its methods mixed into your handler).
+    """
+
+    daemon_threads = True
+
+    def __init__(self, sock: socket.socket, handler: type[http.server.BaseHTTPRequestHandler]) -> None:
+        super().__init__(("", 0), handler, bind_and_activate=False)
+        self.socket.close()  # the socket TCPServer made; we serve on the one we were given
+        self.socket = sock
+        self.address_family = sock.family
+        self.server_address = sock.getsockname()
+        self.draining = False
+        self._lock = threading.Lock()
+        self._busy: dict[socket.socket, bool] = {}
+        self._all_closed = threading.Condition(self._lock)
+        self._wake_r, self._wake_w = os.pipe2(os.O_CLOEXEC)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._lock:
+            self._busy[request] = False
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._lock:
+            self._busy.pop(request, None)
+            if not self._busy:
+                self._all_closed.notify_all()
+        super().shutdown_request(request)
+
+    def wait_for_request(self, conn: socket.socket, rfile: Any) -> bool:
+        """Block until a request starts on ``conn`` (True) or the server drains while it is idle (False)."""
+        while True:
+            if _buffered(conn, rfile):
+                with self._lock:
+                    self._busy[conn] = True
+                return True
+            if self.draining:
+                return False
+            readable, _, _ = select.select([conn.fileno(), self._wake_r], [], [])
+            if conn.fileno() not in readable and self.draining:
+                return False  # loop once more first if both woke: a request that arrived is served
+
+    def request_done(self, conn: socket.socket) -> None:
+        """Mark ``conn`` idle again after a response."""
+        with self._lock:
+            self._busy[conn] = False
+
+    @property
+    def connections(self) -> tuple[int, int]:
+        """(busy, idle) connection counts."""
+        with self._lock:
+            busy = sum(self._busy.values())
+            return busy, len(self._busy) - busy
+
+    def drain(self, timeout: float, hammer: threading.Event | None = None) -> int:
+        """Stop accepting and wait up to ``timeout`` s for open connections; return how many were cut.
+
+        Must not be called from the thread running ``serve_forever``. ``hammer``, when set (e.g. by a
+        second SIGTERM), ends the wait at once.
+        """
+        self.shutdown()  # the accept loop ends; until then it still serves normally
+        self.socket.close()  # close, never shutdown(): a successor may share this socket
+        with self._lock:
+            self.draining = True
+        os.write(self._wake_w, b"x")  # wakes every idle connection; never read, so it stays readable
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while self._busy:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or (hammer is not None and hammer.is_set()):
+                    break
+                self._all_closed.wait(min(remaining, 0.1) if hammer is not None else remaining)
+            cut = list(self._busy)
+        for conn in cut:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)  # the hammer: unblock the handler; its writes now fail
+            except OSError:
+                pass
+        return len(cut)
+
+    def server_close(self) -> None:
+        super().server_close()
+        for fd in (self._wake_r, self._wake_w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self._wake_r = self._wake_w = -1
+
+
+def _buffered(conn: socket.socket, rfile: Any) -> bool:
+    """Whether the handler has something to read now — request bytes in ``rfile``'s buffer or the
+    socket, an EOF or an error — without blocking. False only when reading would block."""
+    timeout = conn.gettimeout()
+    conn.settimeout(0.0)
+    try:
+        if rfile.peek(1):
+            return True
+        conn.recv(1, socket.MSG_PEEK)  # b"" is EOF: the handler reads it and ends the connection
+        return True
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True  # a reset or error: let the handler read it and finish
+    finally:
+        conn.settimeout(timeout)
+
+
+class HTTPRequestHandler(http.server.BaseHTTPRequestHandler):
+    """A BaseHTTPRequestHandler (HTTP/1.1 keep-alive) that cooperates with :meth:`HTTPServer.drain`."""
+
+    protocol_version = "HTTP/1.1"
+    server: HTTPServer
+
+    def handle_one_request(self) -> None:
+        if not self.server.wait_for_request(self.connection, self.rfile):
+            self.close_connection = True
+            return
+        try:
+            super().handle_one_request()
+        finally:
+            self.server.request_done(self.connection)
+
+    def end_headers(self) -> None:
+        if self.server.draining and not self.close_connection:
+            self.send_header("Connection", "close")  # also sets close_connection
+        super().end_headers()
