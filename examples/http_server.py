@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     server = HTTPServer(listeners["http"], Handler)
     try:
         with listeners, sockact.Upgrader(listeners, pidfile=args.pidfile, ready_timeout=args.ready_timeout) as upgrader:
-            threading.Thread(target=server.serve_forever, name="serve", daemon=True).start()
+            threading.Thread(target=server.serve_forever, args=(0.05,), name="serve", daemon=True).start()
             origin = "inherited" if "http" in listeners.inherited else "bound"
             log.info("serving on %r (%s)", listeners, origin)
             listeners.close_unclaimed()

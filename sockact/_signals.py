@@ -2,6 +2,12 @@
 
 Writing one byte to a non-blocking pipe is async-signal-safe and wakes ``select``/``add_reader``;
 the work a signal asks for happens in the caller's loop, never inside the handler.
+
+The byte is written at C level through ``signal.set_wakeup_fd`` when nobody else (asyncio) holds the
+process's wakeup fd. That matters: the kernel may deliver a signal to any thread, and Python runs
+its handler only when the *main* thread next gets control — a main thread blocked in ``select`` on
+our pipe would never wake for a signal that landed on a worker thread. When asyncio holds the wakeup
+fd, its loop wakes the main thread instead and the Python-level handler writes the byte.
 """
 
 from __future__ import annotations
@@ -25,7 +31,13 @@ class SignalPipe:
     def __init__(self, signals: Iterable[int]) -> None:
         self._read, self._write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._previous: dict[int, Any] = {}
+        self._previous_wakeup: int | None = None
         try:
+            previous_wakeup = signal.set_wakeup_fd(self._write, warn_on_full_buffer=False)
+            if previous_wakeup == -1:
+                self._previous_wakeup = previous_wakeup  # ours now: the C handler writes the byte
+            else:
+                signal.set_wakeup_fd(previous_wakeup)  # asyncio's: leave it, write from Python
             for sig in dict.fromkeys(signals):
                 self._previous[sig] = signal.signal(sig, self._record)
         except BaseException:
@@ -33,6 +45,10 @@ class SignalPipe:
             raise
 
     def _record(self, signum: int, frame: FrameType | None) -> None:
+        if self._previous_wakeup is None:  # with the wakeup fd, the C handler already wrote it
+            self._write_byte(signum)
+
+    def _write_byte(self, signum: int) -> None:
         try:
             os.write(self._write, bytes([signum]))
         except OSError:
@@ -40,7 +56,7 @@ class SignalPipe:
 
     def raise_(self, signum: int) -> None:
         """Record ``signum`` as if it had arrived (for tests and programmatic reloads)."""
-        self._record(signum, None)
+        self._write_byte(signum)
 
     def fileno(self) -> int:
         """Readable while signals are pending."""
@@ -56,7 +72,10 @@ class SignalPipe:
             return []
 
     def close(self) -> None:
-        """Restore the previous handlers and close the pipe. Idempotent."""
+        """Restore the previous handlers and wakeup fd, and close the pipe. Idempotent."""
+        if self._previous_wakeup is not None:
+            signal.set_wakeup_fd(self._previous_wakeup)
+            self._previous_wakeup = None
         while self._previous:
             sig, previous = self._previous.popitem()
             signal.signal(sig, previous)

@@ -7,10 +7,11 @@ import socket
 from collections.abc import Iterator
 
 import pytest
-from conftest import need_module
-from helpers import child_env, run_child
 
 from sockact import daemon
+
+from conftest import need_module
+from helpers import child_env, run_child
 
 
 @pytest.fixture(params=["python", "libsystemd"])

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from conftest import need_module
-from helpers import child_env, run_child, tcp_listener
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from conftest import need_module
+from helpers import child_env, run_child, tcp_listener
 
 pytestmark = pytest.mark.peer
 

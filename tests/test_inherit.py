@@ -7,6 +7,7 @@ import socket
 import subprocess
 
 import pytest
+
 from helpers import child_env, run_child, tcp_listener
 
 GET = (

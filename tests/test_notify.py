@@ -12,13 +12,14 @@ import sys
 import time
 
 import pytest
-from conftest import need_module, need_tool
-from helpers import child_env
 
 import sockact
 from sockact import NotifyError, NotifyReceiver
 from sockact._journal import JournalFormatter, stream_is_journal, syslog_priority
 from sockact._message import format_message, parse_message
+
+from conftest import need_module, need_tool
+from helpers import child_env
 
 
 @pytest.fixture(params=["path", "abstract"])

@@ -5,9 +5,9 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from helpers import child_env
-
 import sockact
+
+from helpers import child_env
 
 PUBLIC = {
     "Address",

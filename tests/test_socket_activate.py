@@ -9,6 +9,7 @@ import subprocess
 import time
 
 import pytest
+
 from conftest import need_tool
 from helpers import PY, ROOT, free_port
 

@@ -11,11 +11,12 @@ import threading
 import time
 
 import pytest
-from helpers import ROOT, child_env
 
 import sockact
 from sockact import NotifyReceiver, UpgradeError
 from sockact._upgrade import _TRANSITIONS, Upgrader, write_pidfile
+
+from helpers import ROOT, child_env
 
 SUCCESSOR = r"""
 import os, sys

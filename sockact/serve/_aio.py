@@ -16,14 +16,15 @@ __all__ = ["ConnectionSet"]
 class ConnectionSet:
     """Track an asyncio server's connections so it can drain.
 
-    Call :meth:`add` from ``connection_made`` (the connection starts idle), :meth:`busy` when request
-    bytes arrive, :meth:`idle` after a response (it closes the transport if draining), and
-    :meth:`discard` from ``connection_lost``. Responses should say ``Connection: close`` while
-    :attr:`draining` is true.
+    Call :meth:`add` from ``connection_made`` (the connection is new: no request yet), :meth:`busy`
+    when request bytes arrive, :meth:`idle` after a response (it closes the transport if draining),
+    and :meth:`discard` from ``connection_lost``. Responses should say ``Connection: close`` while
+    :attr:`draining` is true. Draining closes idle connections at once; a new one keeps its chance to
+    send its first request until the deadline (its client would not retry).
     """
 
     def __init__(self) -> None:
-        self._busy: dict[asyncio.BaseTransport, bool] = {}
+        self._busy: dict[asyncio.BaseTransport, bool | None] = {}  # None: no request yet
         self.draining = False
         self._empty: asyncio.Event | None = None
 
@@ -31,8 +32,8 @@ class ConnectionSet:
         return len(self._busy)
 
     def add(self, transport: asyncio.BaseTransport) -> None:
-        """A new connection, idle until its first request."""
-        self._busy[transport] = False
+        """A new connection, waiting for its first request."""
+        self._busy[transport] = None
 
     def busy(self, transport: asyncio.BaseTransport) -> None:
         """Request bytes arrived on ``transport``."""
@@ -57,12 +58,25 @@ class ConnectionSet:
         ones, then abort the rest; return how many were aborted."""
         import asyncio
 
+        servers = list(servers)
+        loop = asyncio.get_running_loop()
+        # Stop accepting first, close later: a connection the loop has accept()ed is turned into a
+        # transport by a task a loop iteration later, and if Server.close() ran in between, CPython
+        # 3.11's Server._attach() asserts, the connection is dropped, and the client gets a reset.
+        for server in servers:
+            for sock in getattr(server, "sockets", None) or ():
+                try:
+                    loop.remove_reader(sock.fileno())
+                except (NotImplementedError, ValueError):
+                    pass
+        for _ in range(5):  # accept task → transport → connection_made(): a few iterations
+            await asyncio.sleep(0)
         for server in servers:
             server.close()
         self.draining = True
         self._empty = asyncio.Event()
-        for transport, is_busy in list(self._busy.items()):
-            if not is_busy:
+        for transport, state in list(self._busy.items()):
+            if state is False:
                 transport.close()
         deadline = time.monotonic() + timeout
         while self._busy and time.monotonic() < deadline and not (hammer is not None and hammer.is_set()):

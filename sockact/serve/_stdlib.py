@@ -16,10 +16,11 @@ __all__ = ["HTTPServer", "HTTPRequestHandler"]
 class HTTPServer(http.server.ThreadingHTTPServer):
     """``ThreadingHTTPServer`` on an already-listening socket (inherited or bound by get_listeners).
 
-    Every connection is tracked as idle (waiting for a request) or busy. :meth:`drain` stops
-    accepting (closes this process's copy of the socket; a successor holding it keeps serving),
-    closes idle keep-alive connections at once, lets busy ones finish their request (the response
-    says ``Connection: close``), and after ``timeout`` shuts down whatever is left.
+    Every connection is tracked as new (accepted, no request yet), busy, or idle (between keep-alive
+    requests). :meth:`drain` stops accepting (closes this process's copy of the socket; a successor
+    holding it keeps serving), closes idle keep-alive connections at once, lets busy ones finish
+    their request (the response says ``Connection: close``), serves the first request of new ones
+    (their client is sending it and would not retry), and after ``timeout`` shuts down what is left.
     Use with :class:`HTTPRequestHandler` (or its methods mixed into your handler).
     """
 
@@ -33,13 +34,14 @@ class HTTPServer(http.server.ThreadingHTTPServer):
         self.server_address = sock.getsockname()
         self.draining = False
         self._lock = threading.Lock()
-        self._busy: dict[socket.socket, bool] = {}
+        self._busy: dict[socket.socket, bool | None] = {}  # None: accepted, no request yet
+        self._drain_deadline = 0.0
         self._all_closed = threading.Condition(self._lock)
         self._wake_r, self._wake_w = os.pipe2(os.O_CLOEXEC)
 
     def process_request(self, request: Any, client_address: Any) -> None:
         with self._lock:
-            self._busy[request] = False
+            self._busy[request] = None
         super().process_request(request, client_address)
 
     def shutdown_request(self, request: Any) -> None:
@@ -50,17 +52,26 @@ class HTTPServer(http.server.ThreadingHTTPServer):
         super().shutdown_request(request)
 
     def wait_for_request(self, conn: socket.socket, rfile: Any) -> bool:
-        """Block until a request starts on ``conn`` (True) or the server drains while it is idle (False)."""
+        """Block until a request starts on ``conn`` (True) or the server drains while it is idle (False).
+
+        A connection that has not sent its first request yet is given until the drain deadline.
+        """
         while True:
             if _buffered(conn, rfile):
                 with self._lock:
                     self._busy[conn] = True
                 return True
+            with self._lock:
+                fresh = self._busy.get(conn) is None
             if self.draining:
-                return False
-            readable, _, _ = select.select([conn.fileno(), self._wake_r], [], [])
-            if conn.fileno() not in readable and self.draining:
-                return False  # loop once more first if both woke: a request that arrived is served
+                remaining = self._drain_deadline - time.monotonic()
+                if not fresh or remaining <= 0:
+                    return False
+                readable, _, _ = select.select([conn.fileno()], [], [], remaining)
+                if not readable:
+                    return False
+                continue
+            select.select([conn.fileno(), self._wake_r], [], [])  # then look again: data first
 
     def request_done(self, conn: socket.socket) -> None:
         """Mark ``conn`` idle again after a response."""
@@ -71,7 +82,7 @@ class HTTPServer(http.server.ThreadingHTTPServer):
     def connections(self) -> tuple[int, int]:
         """(busy, idle) connection counts."""
         with self._lock:
-            busy = sum(self._busy.values())
+            busy = sum(1 for state in self._busy.values() if state)
             return busy, len(self._busy) - busy
 
     def drain(self, timeout: float, hammer: threading.Event | None = None) -> int:
@@ -82,10 +93,11 @@ class HTTPServer(http.server.ThreadingHTTPServer):
         """
         self.shutdown()  # the accept loop ends; until then it still serves normally
         self.socket.close()  # close, never shutdown(): a successor may share this socket
+        deadline = time.monotonic() + timeout
         with self._lock:
+            self._drain_deadline = deadline
             self.draining = True
         os.write(self._wake_w, b"x")  # wakes every idle connection; never read, so it stays readable
-        deadline = time.monotonic() + timeout
         with self._lock:
             while self._busy:
                 remaining = deadline - time.monotonic()

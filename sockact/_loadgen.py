@@ -1,0 +1,189 @@
+"""A bounded loopback HTTP/1.1 load generator that attributes every failure (tests, demo, bench).
+
+Half the workers reuse keep-alive connections, half open a new connection per request. A request
+counts as failed when it gets no complete 200 response — except when a *reused* keep-alive
+connection is closed before any byte of the response arrives: that is HTTP's idle-close race
+(RFC 9112 §9.3.1), which real clients answer by retrying the idempotent request on a new
+connection, as this one does (counted in ``retried``). Every loop is bounded by a deadline.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from types import TracebackType
+
+__all__ = ["Load", "LoadResult", "get"]
+
+
+@dataclass
+class LoadResult:
+    """What a load run saw: ``failed`` must be 0 for a zero-downtime claim."""
+
+    requests: int = 0
+    failed: int = 0
+    retried: int = 0
+    pids: Counter[int] = field(default_factory=Counter)
+    errors: list[str] = field(default_factory=list)
+    latencies: list[float] = field(default_factory=list)
+    timeline: list[tuple[float, bool, int]] = field(default_factory=list)
+
+    def merge(self, other: LoadResult) -> None:
+        self.requests += other.requests
+        self.failed += other.failed
+        self.retried += other.retried
+        self.pids.update(other.pids)
+        self.errors.extend(other.errors[: max(0, 20 - len(self.errors))])
+        self.latencies.extend(other.latencies)
+        self.timeline.extend(other.timeline)
+
+
+class _Closed(Exception):
+    """The peer closed before any byte of the response."""
+
+
+def _read_response(sock: socket.socket) -> tuple[int, bytes, bool]:
+    """(status, body, server wants close). Raises _Closed on EOF before the first byte."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            if not data:
+                raise _Closed
+            raise ConnectionError("connection closed inside the response head")
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split(" ")[1])
+    headers = {k.strip().lower(): v.strip().lower() for k, _, v in (line.partition(":") for line in lines[1:])}
+    length = int(headers.get("content-length", "0"))
+    while len(body) < length:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("connection closed inside the response body")
+        body += chunk
+    return status, body[:length], headers.get("connection") == "close"
+
+
+def _pid(body: bytes) -> int:
+    text = body.decode(errors="replace").strip()
+    return int(text.split()[1]) if text.startswith("pid ") else 0
+
+
+def get(host: str, port: int, path: str = "/", timeout: float = 10.0) -> tuple[int, int]:
+    """One request on a new connection: (status, pid in the body)."""
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+        status, body, _ = _read_response(sock)
+        return status, _pid(body)
+
+
+class Load:
+    """Run ``workers`` threads of requests against ``host:port`` until :meth:`stop` or ``max_seconds``."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        workers: int = 4,
+        path: str = "/",
+        max_seconds: float = 120.0,
+        timeout: float = 10.0,
+    ) -> None:
+        self.host, self.port, self.path = host, port, path
+        self.workers, self.max_seconds, self.timeout = workers, max_seconds, timeout
+        self._stop = threading.Event()
+        self._results: list[LoadResult] = []
+        self._threads: list[threading.Thread] = []
+        self.started = 0.0
+
+    def start(self) -> Load:
+        self.started = time.monotonic()
+        for index in range(self.workers):
+            result = LoadResult()
+            self._results.append(result)
+            thread = threading.Thread(target=self._run, args=(index % 2 == 0, result), daemon=True)
+            self._threads.append(thread)
+            thread.start()
+        return self
+
+    def snapshot(self) -> LoadResult:
+        """Totals so far (approximate while running)."""
+        total = LoadResult()
+        for result in list(self._results):
+            total.requests += result.requests
+            total.failed += result.failed
+            total.retried += result.retried
+        return total
+
+    def stop(self) -> LoadResult:
+        """Stop the workers and return the merged result."""
+        self._stop.set()
+        for thread in self._threads:
+            thread.join()
+        total = LoadResult()
+        for result in self._results:
+            total.merge(result)
+        return total
+
+    def __enter__(self) -> Load:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def _connect(self) -> socket.socket:
+        return socket.create_connection((self.host, self.port), timeout=self.timeout)
+
+    def _run(self, keepalive: bool, result: LoadResult) -> None:
+        deadline = self.started + self.max_seconds
+        request = f"GET {self.path} HTTP/1.1\r\nHost: {self.host}\r\n".encode()
+        request += b"\r\n" if keepalive else b"Connection: close\r\n\r\n"
+        sock: socket.socket | None = None
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            began = time.monotonic()
+            ok, pid = False, 0
+            try:
+                reused = sock is not None
+                if sock is None:
+                    sock = self._connect()
+                try:
+                    sock.sendall(request)
+                    status, body, close = _read_response(sock)
+                except (_Closed, ConnectionResetError, BrokenPipeError) as exc:
+                    if not reused:
+                        raise ConnectionError(f"new connection closed without a response: {exc!r}") from exc
+                    result.retried += 1  # idle keep-alive connection closed by the server: retry once
+                    sock.close()
+                    sock = self._connect()
+                    sock.sendall(request)
+                    status, body, close = _read_response(sock)
+                pid = _pid(body)
+                ok = status == 200
+                if not ok:
+                    result.errors.append(f"status {status}")
+                if close or not keepalive:
+                    sock.close()
+                    sock = None
+            except (OSError, ConnectionError, _Closed, ValueError, IndexError) as exc:
+                if len(result.errors) < 20:
+                    result.errors.append(f"{type(exc).__name__}: {exc}")
+                if sock is not None:
+                    sock.close()
+                    sock = None
+            result.requests += 1
+            if not ok:
+                result.failed += 1
+            else:
+                result.pids[pid] += 1
+            end = time.monotonic()
+            result.latencies.append(end - began)
+            result.timeline.append((end - self.started, ok, pid))
+        if sock is not None:
+            sock.close()

@@ -1,0 +1,76 @@
+"""Zero-downtime reloads of the example servers under load: standalone and under systemd-socket-activate."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+
+import pytest
+
+from sockact._loadgen import Load, _read_response
+
+from conftest import need_tool
+from helpers import PY, ROOT, child_env, free_port
+from reloads import become_subreaper, reap, reload, start
+
+RELOADS = 20
+EXAMPLES = ["http_server.py", "asyncio_server.py"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def subreaper() -> None:
+    become_subreaper()
+
+
+def sleeper(port: int, result: dict[str, object], connected: threading.Event) -> None:
+    """A keep-alive connection that the current server owns, then /sleep?seconds=2 on it."""
+    with socket.create_connection(("127.0.0.1", port), timeout=15) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        _, body, _ = _read_response(sock)
+        result["owner"] = int(body.split()[1])
+        sock.sendall(b"GET /sleep?seconds=2 HTTP/1.1\r\nHost: x\r\n\r\n")
+        connected.set()
+        status, body, _ = _read_response(sock)
+        result["status"], result["pid"] = status, int(body.split()[1])
+
+
+@pytest.mark.parametrize("example", EXAMPLES)
+@pytest.mark.parametrize("mode", ["standalone", "socket-activate"])
+def test_reloads_under_load(example: str, mode: str, tmp_path: object) -> None:
+    port = free_port()
+    server = [PY, os.path.join(ROOT, "examples", example), "--listen", f"127.0.0.1:{port}", "--drain-timeout", "10"]
+    if mode == "socket-activate":
+        tool = need_tool("systemd-socket-activate")
+        server = [tool, "-l", f"127.0.0.1:{port}", "--fdname=http", "-E", "PYTHONPATH", *server]
+    log = os.path.join(str(tmp_path), "server.log")
+    proc, pid = start(server, port, child_env(), log)
+    pids = [pid]
+    sleep_result: dict[str, object] = {}
+    try:
+        with Load("127.0.0.1", port, workers=4, max_seconds=150) as load:
+            for i in range(RELOADS):
+                if i == 3:  # an in-flight request across a reload finishes on the old pid
+                    connected = threading.Event()
+                    t = threading.Thread(target=sleeper, args=(port, sleep_result, connected))
+                    t.start()
+                    assert connected.wait(10)
+                pids.append(reload(port, pids))
+            result = load.stop()
+        t.join(20)
+    finally:
+        for p in pids[-1:]:
+            try:
+                os.kill(p, 15)
+            except ProcessLookupError:
+                pass
+        codes = reap([proc.pid, *pids[1:]])
+        proc.wait(10)
+    with open(log) as f:
+        output = f.read()
+    assert result.failed == 0, (result.errors, output[-3000:])
+    assert len(set(pids)) == RELOADS + 1, pids  # a new pid after each reload
+    assert result.requests > RELOADS * 5
+    assert sleep_result == {"owner": pids[3], "status": 200, "pid": pids[3]}, sleep_result
+    assert all(code in (0, None) for code in codes.values()), (codes, output[-3000:])
+    assert output.count("upgraded; drained") == RELOADS
