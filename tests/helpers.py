@@ -5,11 +5,17 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import select
 import socket
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+import sockact
+from sockact import NotifyReceiver
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PY = sys.executable
@@ -75,3 +81,41 @@ def http_get(host: str, port: int, path: str = "/", timeout: float = 10) -> tupl
     )
     body, _, code = out.stdout.rpartition("\n")
     return int(code or 0), body
+
+
+class FakeSystemd(NotifyReceiver):
+    """A receiver read by a thread, as systemd reads its notify socket (so barriers are acknowledged)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.messages: list[sockact.Message] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            select.select([self], [], [], 0.05)  # no selector object: opens no fd of its own
+            m = self.receive_nowait()
+            if m is not None:
+                m.close()
+                self.messages.append(m)
+
+    def close(self) -> None:
+        if hasattr(self, "_stop"):
+            self._stop.set()
+            self._thread.join()
+        super().close()
+
+    def wait_for(self, predicate: Any, timeout: float = 30) -> Any:
+        """The first message matching ``predicate``, waiting (bounded) for it to arrive."""
+        deadline = time.monotonic() + timeout
+        seen = 0
+        while time.monotonic() < deadline:
+            messages = list(self.messages)
+            for m in messages[seen:]:
+                if predicate(m):
+                    return m
+            seen = len(messages)
+            time.sleep(0.01)
+        raise TimeoutError(f"no matching message in {[m.fields for m in self.messages]}")

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import os
 import pathlib
-import select
 import socket
 import sys
-import threading
 import time
 
 import pytest
@@ -16,7 +14,7 @@ import sockact
 from sockact import NotifyReceiver, UpgradeError
 from sockact._upgrade import _TRANSITIONS, Upgrader, write_pidfile
 
-from helpers import ROOT, child_env
+from helpers import ROOT, FakeSystemd, child_env
 
 SUCCESSOR = r"""
 import os, sys
@@ -34,31 +32,6 @@ conn, _ = ls["http"].accept()
 conn.sendall(f"pid {os.getpid()}".encode())
 conn.close()
 """
-
-
-class FakeSystemd(NotifyReceiver):
-    """A receiver read by a thread, as systemd reads its notify socket (so barriers are acknowledged)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.messages: list[sockact.Message] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            select.select([self], [], [], 0.05)  # no selector object: opens no fd of its own
-            m = self.receive_nowait()
-            if m is not None:
-                m.close()
-                self.messages.append(m)
-
-    def close(self) -> None:
-        if hasattr(self, "_stop"):
-            self._stop.set()
-            self._thread.join()
-        super().close()
 
 
 @pytest.fixture
