@@ -105,7 +105,12 @@ async def serve(args: argparse.Namespace) -> int:
         return 2
     connections = ConnectionSet()
     loop = asyncio.get_running_loop()
-    with listeners, sockact.Upgrader(listeners, pidfile=args.pidfile, ready_timeout=args.ready_timeout) as upgrader:
+    with (
+        listeners,
+        sockact.Upgrader(
+            listeners, pidfile=args.pidfile, ready_timeout=args.ready_timeout, drain_timeout=args.drain_timeout
+        ) as upgrader,
+    ):
         servers = [await loop.create_server(lambda: HTTP(connections), sock=sock) for sock in listeners.values()]
         log.info("serving on %r", listeners)
         listeners.close_unclaimed()

@@ -68,7 +68,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     server = HTTPServer(listeners["http"], Handler)
     try:
-        with listeners, sockact.Upgrader(listeners, pidfile=args.pidfile, ready_timeout=args.ready_timeout) as upgrader:
+        with (
+            listeners,
+            sockact.Upgrader(
+                listeners, pidfile=args.pidfile, ready_timeout=args.ready_timeout, drain_timeout=args.drain_timeout
+            ) as upgrader,
+        ):
             threading.Thread(target=server.serve_forever, args=(0.05,), name="serve", daemon=True).start()
             origin = "inherited" if "http" in listeners.inherited else "bound"
             log.info("serving on %r (%s)", listeners, origin)

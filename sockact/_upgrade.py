@@ -89,8 +89,10 @@ class Upgrader:
 
     ``pidfile``: hand over by PID file (this process's pid is written on ``__enter__``, the
     successor's before READY=1) instead of MAINPID=; pair it with ``PIDFile=`` and ``KillMode=mixed``
-    in the unit. In that mode systemd keeps signalling this process until it exits, so stop signals
-    are forwarded to the successor too (docs/PROTOCOL.md).
+    in the unit. systemd then adopts the successor when this process exits — by then its child — and
+    supervises it fully. Until then systemd signals this process, so stop signals are forwarded to
+    the successor too, and :meth:`close` waits (up to ``drain_timeout``) for the successor to finish
+    before this main process exits, lest systemd kill it mid-drain (docs/PROTOCOL.md).
 
     Hooks: ``before_spawn()``, ``after_handover(child)``, ``before_shutdown()``.
     """
@@ -108,6 +110,7 @@ class Upgrader:
         before_spawn: Callable[[], None] | None = None,
         after_handover: Callable[[Child], None] | None = None,
         before_shutdown: Callable[[], None] | None = None,
+        drain_timeout: float = 30.0,
     ) -> None:
         self.listeners = listeners
         self.command = list(command) if command is not None else default_command()
@@ -119,6 +122,8 @@ class Upgrader:
         self.before_spawn = before_spawn
         self.after_handover = after_handover
         self.before_shutdown = before_shutdown
+        self.drain_timeout = drain_timeout
+        self._successor_stopping = False
         self.state = "idle"
         self.successor: Child | None = None
         #: Set by a second stop signal: draining should end now.
@@ -143,7 +148,14 @@ class Upgrader:
         self.close()
 
     def close(self) -> None:
-        """Stop forwarding signals and restore their handlers. Idempotent; never touches the successor."""
+        """Stop forwarding signals and restore their handlers. Idempotent; never signals the successor.
+
+        If a stop was forwarded to the successor (PID-file mode), first wait for it to exit.
+        """
+        if self._successor_stopping and self.successor is not None:
+            if self.successor.wait(self.drain_timeout) is None:
+                log.warning("successor pid %d still draining after %s s", self.successor.pid, self.drain_timeout)
+            self._successor_stopping = False
         self._closing.set()
         if self._forwarder is not None:
             self._forwarder.join()
@@ -249,6 +261,7 @@ class Upgrader:
                 self._send_successor(self.reload_signal)
             for sig in dict.fromkeys(s for s in signals if s in self.stop_signals):
                 if handed_over and self.pidfile is not None:
+                    self._successor_stopping = True
                     self._send_successor(sig)  # systemd still thinks we are main
                 elif handed_over:
                     log.info("stop signal after hand-over: the manager signals the successor itself")

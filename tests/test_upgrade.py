@@ -81,12 +81,13 @@ def test_failed_successor_leaves_us_serving(setup: tuple, mode: str, reason: str
     ls, upstream, script = setup
     up = upgrader(ls, upstream, script, mode, ready_timeout=1.0)
     before = set(os.listdir("/proc/self/fd"))
-    with pytest.raises(UpgradeError, match=reason):
+    with pytest.raises(UpgradeError, match=reason) as info:
         up.upgrade()
     assert up.state == "idle" and up.successor is None
     assert set(os.listdir("/proc/self/fd")) == before  # receiver, pidfd and staged fds all closed
+    child_pid = int(str(info.value).split("successor pid ")[1].split()[0])
     with pytest.raises(ChildProcessError):
-        os.waitpid(-1, os.WNOHANG)  # no zombie left behind
+        os.waitpid(child_pid, os.WNOHANG)  # already reaped: no zombie left behind
     last = drain(upstream, 2)[-1]
     assert last["READY"] == "1" and reason in last["STATUS"] and "still serving" in last["STATUS"]
     assert ls["http"].fileno() >= 0  # our listener is untouched

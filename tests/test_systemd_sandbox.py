@@ -1,0 +1,161 @@
+"""Under a real systemd booted for the test: activation, `systemctl reload` under load, stop, SIGKILL.
+
+Pids here are as the sandbox sees them (its own pid namespace): the server reports os.getpid() from
+inside, and systemctl's MainPID is in the same namespace.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import socket
+import sys
+import threading
+import time
+
+import pytest
+from sandbox import Sandbox, available
+
+from sockact._loadgen import Load, _read_response, get
+
+from conftest import need_peer
+from helpers import ROOT, free_port
+
+RELOADS = 10
+# (hand-over, NotifyAccess=): the recommended PID-file units and plain Type=notify units with MAINPID=
+CASES = [("pidfile", "main"), ("pidfile", "all"), ("mainpid", "main"), ("mainpid", "all")]
+
+
+def unit_pair(name: str, port: int, handover: str, notify_access: str, log: str) -> dict[str, str]:
+    server = f"{sys.executable} {ROOT}/examples/http_server.py --listen 127.0.0.1:{port} --drain-timeout 10"
+    service = [
+        "[Unit]",
+        f"Description=sockact sandbox {name}",
+        "[Service]",
+        "Type=notify",
+        f"NotifyAccess={notify_access}",
+        "ExecReload=/bin/kill -HUP $MAINPID",
+        "KillMode=mixed",
+        "TimeoutStopSec=20",
+        "Restart=on-failure",
+        "RestartSec=100ms",
+        f"Environment=PYTHONPATH={ROOT}",
+        f"StandardOutput=append:{log}",
+        f"StandardError=append:{log}",
+    ]
+    if handover == "pidfile":
+        service += [f"PIDFile=/run/{name}.pid", f"ExecStart={server} --pidfile /run/{name}.pid"]
+    else:
+        service += [f"ExecStart={server}"]
+    socket_unit = ["[Socket]", f"ListenStream=127.0.0.1:{port}", "FileDescriptorName=http"]
+    return {f"{name}.service": "\n".join(service) + "\n", f"{name}.socket": "\n".join(socket_unit) + "\n"}
+
+
+@pytest.fixture(scope="module")
+def sandbox(tmp_path_factory: pytest.TempPathFactory) -> tuple[Sandbox, dict[tuple[str, str], tuple[str, int]]]:
+    why = available()
+    need_peer(f"a real systemd sandbox ({why})", why is None)
+    workdir = str(tmp_path_factory.mktemp("systemd"))
+    units: dict[str, str] = {}
+    apps = {}
+    for handover, access in CASES:
+        name, port = f"app-{handover}-{access}", free_port()
+        units.update(unit_pair(name, port, handover, access, os.path.join(workdir, f"{name}.log")))
+        apps[(handover, access)] = (name, port)
+    keep = [ROOT, sys.prefix, sys.base_prefix, os.path.dirname(os.path.realpath(sys.executable))]
+    with Sandbox(workdir, units, keep) as box:
+        for name, _ in apps.values():
+            box.systemctl("start", f"{name}.socket")
+        yield box, apps
+
+
+def logs(box: Sandbox, name: str) -> str:
+    path = os.path.join(box.workdir, f"{name}.log")
+    text = pathlib.Path(path).read_text() if os.path.exists(path) else ""
+    status = box.systemctl("status", f"{name}.service", check=False).stdout
+    return f"--- {name}.log\n{text[-3000:]}\n--- status\n{status}\n--- systemd\n{box.output()[-2000:]}"
+
+
+def settle(box: Sandbox, name: str, port: int, old: set[int], timeout: float = 30) -> int:
+    """Wait (bounded) until a new pid serves and systemd's MainPID names it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            _, pid = get("127.0.0.1", port, timeout=5)
+        except OSError:
+            pid = 0
+        if pid and pid not in old and box.show(f"{name}.service", "MainPID") == str(pid):
+            return pid
+        time.sleep(0.02)
+    raise TimeoutError(f"no new main pid for {name}\n{logs(box, name)}")
+
+
+def sleep_on_owned_connection(port: int, result: dict[str, object], sent: threading.Event) -> None:
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        _, body, _ = _read_response(sock)
+        result["owner"] = int(body.split()[1])
+        sock.sendall(b"GET /sleep?seconds=2 HTTP/1.1\r\nHost: x\r\n\r\n")
+        sent.set()
+        status, body, _ = _read_response(sock)
+        result["status"], result["pid"] = status, int(body.split()[1])
+
+
+@pytest.mark.peer
+@pytest.mark.parametrize(("handover", "access"), CASES)
+def test_reloads_under_real_systemd(sandbox: tuple, handover: str, access: str) -> None:
+    box, apps = sandbox
+    name, port = apps[(handover, access)]
+    service = f"{name}.service"
+    assert box.show(service, "ActiveState") == "inactive"
+    first = get("127.0.0.1", port)[1]  # the first connection activates the service and is served
+    assert box.show(service, "ActiveState") == "active", logs(box, name)
+    main_pids = [first]
+    assert box.show(service, "MainPID") == str(first)
+    with Load("127.0.0.1", port, workers=4, max_seconds=240) as load:
+        for _ in range(RELOADS):
+            box.systemctl("reload", service)
+            main_pids.append(settle(box, name, port, set(main_pids)))
+            assert box.show(service, "ActiveState") == "active"
+        result = load.stop()
+    assert result.failed == 0, (result.errors, logs(box, name))
+    assert len(set(main_pids)) == RELOADS + 1  # MainPID changed every time
+    if handover != "pidfile":
+        return  # plain Type=notify units: reloads are clean; full supervision needs the PID file (PROTOCOL.md)
+
+    # A reload signal that reaches a predecessor still draining (MainPID lags) is forwarded, not lost.
+    held: dict[str, object] = {}
+    sent = threading.Event()
+    holder = threading.Thread(target=sleep_on_owned_connection, args=(port, held, sent))
+    holder.start()
+    assert sent.wait(10)
+    box.systemctl("reload", service)  # main_pids[-1] hands over, then drains for ~2 s
+    box.systemctl("reload", service)  # still its MainPID: the signal goes to it and is forwarded
+    holder.join(30)
+    assert held == {"owner": main_pids[-1], "status": 200, "pid": main_pids[-1]}
+    with open(os.path.join(box.workdir, f"{name}.log")) as f:
+        forwarded = [line for line in f if f"http_server[{main_pids[-1]}]: forwarded SIGHUP" in line]
+    assert forwarded, logs(box, name)
+    middle = int(forwarded[0].split()[-1])  # the successor it forwarded to, which upgraded in turn
+    main_pids.append(settle(box, name, port, set(main_pids) | {middle}))
+
+    # SIGKILL of the serving process is noticed; Restart=on-failure brings the service back.
+    restarts = int(box.show(service, "NRestarts"))
+    box.run("kill", "-9", str(main_pids[-1]))
+    main_pids.append(settle(box, name, port, set(main_pids)))
+    assert int(box.show(service, "NRestarts")) == restarts + 1, logs(box, name)
+
+    # `systemctl stop` after all that drains an in-flight request (200, not a reset).
+    box.systemctl("reload", service)
+    main_pids.append(settle(box, name, port, set(main_pids)))
+    held, sent = {}, threading.Event()
+    holder = threading.Thread(target=sleep_on_owned_connection, args=(port, held, sent))
+    holder.start()
+    assert sent.wait(10)
+    began = time.monotonic()
+    box.systemctl("stop", service)
+    stopped_after = time.monotonic() - began
+    holder.join(30)
+    assert held.get("status") == 200, (held, logs(box, name))
+    assert stopped_after > 1.0  # it waited for the drain
+    assert box.show(service, "Result") == "success"
