@@ -145,3 +145,46 @@ def test_successor_handshake_without_a_manager_drops_notify_socket() -> None:
     assert successor_handshake(env, timeout=0.1)
     assert env == {"NOTIFY_SOCKET": "/run/systemd/notify"}
     assert not successor_handshake({"NOTIFY_SOCKET": "/x"})
+
+
+CHANGING = r"""
+import os, sys
+sys.path.insert(0, sys.argv[1])
+import sockact
+ls = sockact.get_listeners({"http": "127.0.0.1:1", "admin": "127.0.0.1:0"})  # keeps http, adds admin, drops old
+sockact.ready()
+ls.close_unclaimed()
+sockact.status(f"http={ls['http'].getsockname()[1]} admin={ls['admin'].getsockname()[1]} "
+               f"inherited={sorted(ls.inherited)} bound={sorted(ls.bound)}")
+for name in ("http", "admin"):
+    conn, _ = ls[name].accept()
+    conn.sendall(name.encode())
+    conn.close()
+"""
+
+
+def test_successor_changes_listeners_and_port_zero_travels(tmp_path: object) -> None:
+    script = os.path.join(str(tmp_path), "changing.py")
+    with open(script, "w") as f:
+        f.write(CHANGING)
+    with (
+        sockact.get_listeners({"http": "127.0.0.1:0", "old": "127.0.0.1:0"}, environ={}) as ls,
+        FakeSystemd() as upstream,
+    ):
+        http_port, old_port = ls["http"].getsockname()[1], ls["old"].getsockname()[1]
+        up = Upgrader(
+            ls, command=[sys.executable, script, ROOT], environ={**child_env(), "NOTIFY_SOCKET": upstream.address}
+        )
+        child = up.upgrade()
+        ls.close()  # the predecessor lets go of its copies
+        status = upstream.wait_for(lambda m: (m.get("STATUS") or "").startswith("http="))
+        admin_port = int(status["STATUS"].split()[1].split("=")[1])
+        assert status["STATUS"] == (
+            f"http={http_port} admin={admin_port} inherited=['http'] bound=['admin']"
+        )  # port 0 was resolved once, and the real port travelled by name
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", old_port), timeout=5)  # dropped: unclaimed, closed when ready
+        for name, port in (("http", http_port), ("admin", admin_port)):
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as c:
+                assert c.recv(10) == name.encode()
+        assert child.wait(10) == 0
