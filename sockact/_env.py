@@ -26,6 +26,7 @@ __all__ = [
     "successor_env",
     "trampoline",
     "check_fdname",
+    "fdstore_max",
     "UPSTREAM_NOTIFY_VAR",
 ]
 
@@ -182,6 +183,14 @@ def parse_watchdog_env(environ: Mapping[str, str], pid: int) -> int | None:
 _STALE = LISTEN_VARIABLES + ("NOTIFY_SOCKET", "WATCHDOG_PID", "SOCKACT_UPSTREAM_NOTIFY_SOCKET")
 #: Where a successor finds the real manager's NOTIFY_SOCKET (docs/PROTOCOL.md).
 UPSTREAM_NOTIFY_VAR = "SOCKACT_UPSTREAM_NOTIFY_SOCKET"
+
+
+def fdstore_max(environ: Mapping[str, str]) -> int:
+    """``$FDSTORE`` (systemd ≥ 254: FileDescriptorStoreMax=), or 0 when unset or not a number."""
+    try:
+        return safe_atou64(environ.get("FDSTORE", "0"))
+    except CParseError:
+        return 0
 
 
 def check_fdname(name: str) -> str:

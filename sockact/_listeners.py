@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 from collections.abc import Iterator, Mapping, MutableMapping
@@ -9,9 +10,10 @@ from types import TracebackType
 
 from ._address import Address, kind_name, parse_address
 from ._bind import bind_all
-from ._env import Inherited, parse_listen_fds, parse_listen_names
+from ._env import Inherited, fdstore_max, parse_listen_fds, parse_listen_names
 from ._errors import ActivationError
 from ._fds import FdInfo, adopt_socket, claim_fds, close_fd, describe_fd, own_pidfd_id, unset_listen_vars
+from ._notify import fdstore as store_fds
 
 __all__ = ["Listeners", "get_listeners", "read_inherited", "DEFAULT_BACKLOG"]
 
@@ -164,6 +166,7 @@ def get_listeners(
     unix_mode: int | None = None,
     environ: MutableMapping[str, str] | None = None,
     pid: int | None = None,
+    fdstore: bool | None = None,
 ) -> Listeners:
     """Return the app's listening sockets: inherited through LISTEN_FDS where possible, bound otherwise.
 
@@ -174,10 +177,17 @@ def get_listeners(
     names become ``name:2``, ``name:3``, …). LISTEN_* are removed from ``environ`` (default
     ``os.environ``); ``pid`` defaults to ``os.getpid()`` — both are seams for tests.
 
+    ``fdstore``: hand the sockets bound here to the service manager's fd store (FDSTORE=1 with
+    FDNAME=<name>, sd_pid_notify_with_fds(3)), so that after an automatic restart they come back by
+    name in LISTEN_FDS and connections wait in the backlog instead of being refused. None (default)
+    does so when ``$FDSTORE`` is a positive number — systemd ≥ 254 sets it from
+    FileDescriptorStoreMax=; on older systemd put the same ``Environment=FDSTORE=<n>`` in the unit.
+
     Raises:
         ActivationError: LISTEN_* malformed; an fd not open, not a socket, or of the wrong kind for
             its address; ``require_activation=True`` and a name was not inherited.
         AddressError: an address could not be parsed or bound (nothing is left bound).
+        NotifyError: the fd store was asked for and refused the sockets.
     """
     items = _parse_spec(spec) if spec is not None else []
     inherited = read_inherited(environ, pid)
@@ -247,7 +257,22 @@ def get_listeners(
         raise
     ordered = {name: sockets[name] for name in (fdnames if spec is not None else claimed)}
     unclaimed = {fd: names[fd] for fd in inherited.fds if fd not in claimed.values()}
-    return Listeners(ordered, inherited=frozenset(claimed), unclaimed=unclaimed, fdnames=fdnames)
+    listeners = Listeners(ordered, inherited=frozenset(claimed), unclaimed=unclaimed, fdnames=fdnames)
+    env = os.environ if environ is None else environ
+    if listeners.bound and (fdstore if fdstore is not None else fdstore_max(env) > 0):
+        with _closing_on_error(listeners):
+            for name in listeners.bound:
+                store_fds([listeners[name]], name=listeners.fdnames[name], environ=env)
+    return listeners
+
+
+@contextlib.contextmanager
+def _closing_on_error(listeners: Listeners) -> Iterator[None]:
+    try:
+        yield
+    except BaseException:
+        listeners.close()
+        raise
 
 
 def _check_kind(name: str, addr: Address, info: FdInfo, fdname: str) -> None:

@@ -87,3 +87,23 @@ def test_bad_names_and_addresses(fresh_env: None) -> None:
 def test_spec_none_without_activation_is_empty(fresh_env: None) -> None:
     with get_listeners() as ls:
         assert dict(ls) == {}
+
+
+def test_bound_sockets_go_to_the_fd_store(fresh_env: None) -> None:
+    from sockact import NotifyReceiver
+
+    with NotifyReceiver() as manager:
+        env = {"NOTIFY_SOCKET": manager.address, "FDSTORE": "4"}
+        with get_listeners({"http": "127.0.0.1:0", "dns": "udp:127.0.0.1:0"}, environ=env) as ls:
+            stored = {}
+            for _ in range(2):
+                m = manager.receive(timeout=5)
+                assert m is not None and m["FDSTORE"] == "1"
+                (fd,) = m.take_fds()
+                with socket.socket(fileno=fd) as copy:
+                    stored[m["FDNAME"]] = copy.getsockname()
+            assert stored == {name: sock.getsockname() for name, sock in ls.items()}  # the very same sockets
+        with get_listeners({"http": "127.0.0.1:0"}, environ={"NOTIFY_SOCKET": manager.address}):
+            assert manager.receive(timeout=0.2) is None  # no $FDSTORE: nothing stored
+        with get_listeners({"http": "127.0.0.1:0"}, environ={"NOTIFY_SOCKET": manager.address}, fdstore=True):
+            assert manager.receive(timeout=5)["FDNAME"] == "http"  # explicit opt-in (systemd < 254)

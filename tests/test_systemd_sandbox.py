@@ -62,10 +62,30 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> tuple[Sandbox, dict[tup
         name, port = f"app-{handover}-{access}", free_port()
         units.update(unit_pair(name, port, handover, access, os.path.join(workdir, f"{name}.log")))
         apps[(handover, access)] = (name, port)
+    store_port = free_port()
+    units["store.service"] = (
+        "\n".join(
+            [
+                "[Service]",
+                "Type=notify",
+                "FileDescriptorStoreMax=4",
+                "Environment=FDSTORE=4",
+                "Restart=on-failure",
+                "RestartSec=100ms",
+                f"Environment=PYTHONPATH={ROOT}",
+                f"ExecStart={sys.executable} {ROOT}/examples/http_server.py --listen 127.0.0.1:{store_port}",
+                f"StandardOutput=append:{workdir}/store.log",
+                f"StandardError=append:{workdir}/store.log",
+            ]
+        )
+        + "\n"
+    )
+    apps[("store", "")] = ("store", store_port)
     keep = [ROOT, sys.prefix, sys.base_prefix, os.path.dirname(os.path.realpath(sys.executable))]
     with Sandbox(workdir, units, keep) as box:
         for name, _ in apps.values():
-            box.systemctl("start", f"{name}.socket")
+            if name != "store":
+                box.systemctl("start", f"{name}.socket")
         yield box, apps
 
 
@@ -159,3 +179,28 @@ def test_reloads_under_real_systemd(sandbox: tuple, handover: str, access: str) 
     assert held.get("status") == 200, (held, logs(box, name))
     assert stopped_after > 1.0  # it waited for the drain
     assert box.show(service, "Result") == "success"
+
+
+@pytest.mark.peer
+def test_fd_store_keeps_self_bound_listeners_across_restarts(sandbox: tuple) -> None:
+    """No .socket unit: the server binds itself and stores the socket; systemd 252 hands it back after
+    an automatic restart (and after `systemctl restart`), so nothing is refused meanwhile; stop frees it."""
+    box, apps = sandbox
+    _, port = apps[("store", "")]
+    box.systemctl("start", "store.service")
+    first = get("127.0.0.1", port)[1]
+    assert box.show("store.service", "MainPID") == str(first)
+    box.run("kill", "-9", str(first))
+    status, second = get("127.0.0.1", port, timeout=30)  # waits in the stored socket's backlog, not refused
+    assert status == 200 and second != first
+    assert box.show("store.service", "NRestarts") == "1"
+    box.systemctl("restart", "store.service")
+    third = get("127.0.0.1", port)[1]
+    with open(os.path.join(box.workdir, "store.log")) as f:
+        log = f.read()
+    assert f"http_server[{first}]: serving on <Listeners http=bound:" in log, log
+    for pid in (second, third):
+        assert f"http_server[{pid}]: serving on <Listeners http=inherited:" in log, log
+    box.systemctl("stop", "store.service")
+    with pytest.raises(ConnectionRefusedError):  # stop releases the store (systemd 252)
+        socket.create_connection(("127.0.0.1", port), timeout=5)
