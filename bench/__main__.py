@@ -1,0 +1,20 @@
+"""Entry point: ``python -m bench NAME [options]``; ``python -m bench --help`` lists them."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from bench import spawn
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench")
+    sub = parser.add_subparsers(dest="name", required=True)
+    spawn.add_parser(sub)
+    args = parser.parse_args(argv)
+    return int(args.run(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,21 @@
+"""The benchmark programs still run (tiny sizes); their timings are never asserted."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from helpers import ROOT, child_env
+
+
+def test_bench_spawn_runs() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "bench", "spawn", "--repeats", "3"],
+        cwd=ROOT,
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "| sockact spawn (posix_spawn + sh trampoline) |" in out.stdout
