@@ -188,3 +188,49 @@ def test_successor_changes_listeners_and_port_zero_travels(tmp_path: object) -> 
             with socket.create_connection(("127.0.0.1", port), timeout=10) as c:
                 assert c.recv(10) == name.encode()
         assert child.wait(10) == 0
+
+
+COALESCE = r"""
+import os, signal, sys
+sys.path.insert(0, sys.argv[1])
+import sockact
+got = []
+signal.signal(signal.SIGHUP, lambda *a: got.append(1))
+ls = sockact.get_listeners({"http": "127.0.0.1:1"})
+os.kill(os.getppid(), signal.SIGHUP)  # two reloads asked for while this upgrade runs
+os.kill(os.getppid(), signal.SIGHUP)
+sockact.ready()
+while not got:
+    signal.pause()
+sockact.status(f"hups={len(got)}")
+"""
+
+
+def test_reloads_during_an_upgrade_are_coalesced_and_forwarded(tmp_path: object) -> None:
+    script = os.path.join(str(tmp_path), "coalesce.py")
+    with open(script, "w") as f:
+        f.write(COALESCE)
+    with sockact.get_listeners({"http": "127.0.0.1:0"}, environ={}) as ls, FakeSystemd() as upstream:
+        env = {**child_env(), "NOTIFY_SOCKET": upstream.address}
+        with Upgrader(ls, command=[sys.executable, script, ROOT], environ=env) as up:
+            up.reload()
+            assert up.wait(timeout=30) == "upgraded"
+            status = upstream.wait_for(lambda m: (m.get("STATUS") or "").startswith("hups="))
+            assert status["STATUS"] == "hups=1" and status.pid == up.successor.pid  # two coalesced into one
+            assert up.successor.wait(10) == 0
+        assert len([m for m in upstream.messages if "RELOADING" in m]) == 1  # one upgrade, not three
+
+
+def test_stop_signal_aborts_a_starting_successor(tmp_path: object) -> None:
+    with sockact.get_listeners({"http": "127.0.0.1:0"}, environ={}) as ls, FakeSystemd() as upstream:
+        env = {**child_env(), "NOTIFY_SOCKET": upstream.address}
+        command = ["/bin/sh", "-c", 'kill -TERM "$PPID"; exec sleep 60']  # asks its parent to stop, never ready
+        with Upgrader(ls, command=command, environ=env, ready_timeout=30) as up:
+            up.reload()
+            began = time.monotonic()
+            assert up.wait(timeout=30) == "stop"
+            assert time.monotonic() - began < 20  # a behavioural bound: it did not sit out the 30 s timeout
+            assert up.successor is None and up.state == "idle"
+        failed = upstream.wait_for(lambda m: "upgrade failed" in (m.get("STATUS") or ""))
+        assert "stop requested" in failed["STATUS"]
+        assert upstream.wait_for(lambda m: m.get("STOPPING") == "1")
