@@ -17,6 +17,7 @@ import pytest
 from sandbox import Sandbox, available
 
 from sockact._loadgen import Load, _read_response, get
+from units import localized, shipped_pairs
 
 from conftest import need_peer
 from helpers import ROOT, free_port
@@ -81,10 +82,14 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> tuple[Sandbox, dict[tup
         + "\n"
     )
     apps[("store", "")] = ("store", store_port)
+    for shipped in shipped_pairs():
+        port = free_port()
+        units.update(localized(shipped, port, os.path.join(workdir, f"{shipped}.log")))
+        apps[("shipped", shipped)] = (shipped, port)
     keep = [ROOT, sys.prefix, sys.base_prefix, os.path.dirname(os.path.realpath(sys.executable))]
     with Sandbox(workdir, units, keep) as box:
-        for name, _ in apps.values():
-            if name != "store":
+        for (kind, _), (name, _) in apps.items():
+            if kind not in ("store", "shipped"):
                 box.systemctl("start", f"{name}.socket")
         yield box, apps
 
@@ -132,14 +137,7 @@ def test_reloads_under_real_systemd(sandbox: tuple, handover: str, access: str) 
     assert box.show(service, "ActiveState") == "active", logs(box, name)
     main_pids = [first]
     assert box.show(service, "MainPID") == str(first)
-    with Load("127.0.0.1", port, workers=4, max_seconds=240) as load:
-        for _ in range(RELOADS):
-            box.systemctl("reload", service)
-            main_pids.append(settle(box, name, port, set(main_pids)))
-            assert box.show(service, "ActiveState") == "active"
-        result = load.stop()
-    assert result.failed == 0, (result.errors, logs(box, name))
-    assert len(set(main_pids)) == RELOADS + 1  # MainPID changed every time
+    reload_under_load(box, name, port, RELOADS, main_pids)
     if handover != "pidfile":
         return  # plain Type=notify units: reloads are clean; full supervision needs the PID file (PROTOCOL.md)
 
@@ -168,17 +166,49 @@ def test_reloads_under_real_systemd(sandbox: tuple, handover: str, access: str) 
     # `systemctl stop` after all that drains an in-flight request (200, not a reset).
     box.systemctl("reload", service)
     main_pids.append(settle(box, name, port, set(main_pids)))
-    held, sent = {}, threading.Event()
+    stop_drains(box, name, port)
+
+
+def reload_under_load(box: Sandbox, name: str, port: int, reloads: int, main_pids: list[int]) -> None:
+    """`systemctl reload` ``reloads`` times under load: 0 failed, a new MainPID each time, still active."""
+    service = f"{name}.service"
+    with Load("127.0.0.1", port, workers=4, max_seconds=240) as load:
+        for _ in range(reloads):
+            box.systemctl("reload", service)
+            main_pids.append(settle(box, name, port, set(main_pids)))
+            assert box.show(service, "ActiveState") == "active"
+        result = load.stop()
+    assert result.failed == 0, (result.errors, logs(box, name))
+    assert len(set(main_pids[-reloads - 1 :])) == reloads + 1  # MainPID changed every time
+
+
+def stop_drains(box: Sandbox, name: str, port: int) -> None:
+    """`systemctl stop` waits for an in-flight /sleep?seconds=2, which gets its 200."""
+    held: dict[str, object] = {}
+    sent = threading.Event()
     holder = threading.Thread(target=sleep_on_owned_connection, args=(port, held, sent))
     holder.start()
     assert sent.wait(10)
     began = time.monotonic()
-    box.systemctl("stop", service)
+    box.systemctl("stop", f"{name}.service")
     stopped_after = time.monotonic() - began
     holder.join(30)
     assert held.get("status") == 200, (held, logs(box, name))
     assert stopped_after > 1.0  # it waited for the drain
-    assert box.show(service, "Result") == "success"
+    assert box.show(f"{name}.service", "Result") == "success"
+
+
+@pytest.mark.peer
+@pytest.mark.parametrize("name", shipped_pairs())
+def test_shipped_units_boot_reload_and_stop(sandbox: tuple, name: str) -> None:
+    """The pairs in units/ (paths and port localized) under the real systemd."""
+    box, apps = sandbox
+    _, port = apps[("shipped", name)]
+    box.systemctl("start", f"{name}.socket")
+    first = get("127.0.0.1", port)[1]  # activates
+    assert box.show(f"{name}.service", "MainPID") == str(first), logs(box, name)
+    reload_under_load(box, name, port, 5, [first])
+    stop_drains(box, name, port)
 
 
 @pytest.mark.peer

@@ -1,0 +1,33 @@
+"""The unit pairs shipped in units/, with their paths and ports rewritten for this machine."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from helpers import ROOT
+
+UNITS_DIR = os.path.join(ROOT, "units")
+PORTS = {"sockact-http": 8000, "sockact-asyncio": 8001}
+
+
+def shipped_pairs() -> list[str]:
+    """Base names (``sockact-http``) of every .socket/.service pair in units/."""
+    names = sorted(f[: -len(".service")] for f in os.listdir(UNITS_DIR) if f.endswith(".service"))
+    assert names and all(os.path.exists(os.path.join(UNITS_DIR, n + ".socket")) for n in names)
+    return names
+
+
+def localized(name: str, port: int | None = None, log: str | None = None) -> dict[str, str]:
+    """{filename: text} for one pair, pointing at this checkout, this Python, and ``port``."""
+    out = {}
+    for suffix in (".socket", ".service"):
+        with open(os.path.join(UNITS_DIR, name + suffix)) as f:
+            text = f.read()
+        text = text.replace("/opt/sockact", ROOT).replace("/usr/bin/python3", sys.executable)
+        if port is not None:
+            text = text.replace(f"127.0.0.1:{PORTS[name]}", f"127.0.0.1:{port}")
+        if log is not None and suffix == ".service":
+            text = text.replace("[Service]\n", f"[Service]\nStandardOutput=append:{log}\nStandardError=append:{log}\n")
+        out[name + suffix] = text
+    return out
