@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import signal
 import socket
 import sys
 import time
@@ -234,3 +235,27 @@ def test_stop_signal_aborts_a_starting_successor(tmp_path: object) -> None:
         failed = upstream.wait_for(lambda m: "upgrade failed" in (m.get("STATUS") or ""))
         assert "stop requested" in failed["STATUS"]
         assert upstream.wait_for(lambda m: m.get("STOPPING") == "1")
+
+
+def test_hooks_run_at_their_moments(setup: tuple) -> None:
+    ls, upstream, script = setup
+    calls: list[object] = []
+    env = {**child_env(), "NOTIFY_SOCKET": upstream.address}
+    with Upgrader(
+        ls,
+        command=[sys.executable, script, ROOT, "serve"],
+        environ=env,
+        before_spawn=lambda: calls.append("before_spawn"),
+        after_handover=lambda child: calls.append(("after_handover", child.pid)),
+    ) as up:
+        up.reload()
+        assert up.wait(timeout=30) == "upgraded"
+        assert calls == ["before_spawn", ("after_handover", up.successor.pid)]
+        with socket.create_connection(("127.0.0.1", ls["http"].getsockname()[1]), timeout=10) as c:
+            c.recv(100)  # let the successor finish
+        up.successor.wait(10)
+    with Upgrader(ls, environ=env, before_shutdown=lambda: calls.append("before_shutdown")) as up:
+        os.kill(os.getpid(), signal.SIGTERM)  # a real signal, recorded by the handler, acted on by wait()
+        assert up.wait(timeout=30) == "stop"
+    assert calls[-1] == "before_shutdown"
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # restored
