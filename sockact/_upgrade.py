@@ -365,7 +365,12 @@ class Upgrader:
         else:
             notify({"MAINPID": child.pid, "READY": 1, "STATUS": status}, environ=upstream)
         if upstream:
-            barrier(5.0, environ=upstream)
+            try:
+                barrier(5.0, environ=upstream)
+            except NotifyError as exc:
+                # The hand-over datagram was delivered; only its acknowledgement is late. Undoing the
+                # hand-over now would kill a successor that is serving and may already be MainPID.
+                log.warning("hand-over sent, but the manager did not confirm it: %s", exc)
 
 
 def _describe(code: int) -> str:

@@ -259,3 +259,16 @@ def test_hooks_run_at_their_moments(setup: tuple) -> None:
         assert up.wait(timeout=30) == "stop"
     assert calls[-1] == "before_shutdown"
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # restored
+
+
+def test_unconfirmed_hand_over_is_kept(setup: tuple, caplog: pytest.LogCaptureFixture) -> None:
+    """A manager that never reads (no barrier acknowledgement) must not make us kill a serving successor."""
+    ls, _, script = setup
+    with NotifyReceiver() as deaf:
+        up = upgrader(ls, deaf, script, "serve")  # type: ignore[arg-type]
+        child = up.upgrade()  # waits out the 5 s barrier, then keeps the hand-over
+        assert up.state == "handed_over" and child.poll() is None
+        assert "did not confirm" in caplog.text
+        with socket.create_connection(("127.0.0.1", ls["http"].getsockname()[1]), timeout=10) as c:
+            assert c.recv(100) == f"pid {child.pid}".encode()
+        assert child.wait(10) == 0
