@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 
 import pytest
 
-from sockact._loadgen import Load
+from sockact._loadgen import Load, _Closed, _read_response
 
 from helpers import ROOT, FakeSystemd, child_env, free_port
 from reloads import become_subreaper, children_of, reap, serving_pid
@@ -72,3 +73,30 @@ def test_failed_successor_under_load(fault: str, tmp_path: object) -> None:
         assert systemd.wait_for(lambda m: m.get("STOPPING") == "1").pid == proc.pid
     assert proc.returncode == 0, out
     assert f"fault_server {proc.pid}: stop" in out
+
+
+@pytest.mark.parametrize("example", ["http_server.py", "asyncio_server.py"])
+def test_second_stop_signal_is_immediate(example: str) -> None:
+    """SIGTERM drains (an in-flight request keeps it alive); a second SIGTERM cuts the drain short."""
+    port = free_port()
+    argv = [PY, os.path.join(ROOT, "examples", example), "--listen", f"127.0.0.1:{port}", "--drain-timeout", "60"]
+    proc = subprocess.Popen(argv, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert serving_pid(port) == proc.pid
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            _read_response(sock)  # this connection is served by proc
+            sock.sendall(b"GET /sleep?seconds=50 HTTP/1.1\r\nHost: x\r\n\r\n")
+            proc.send_signal(signal.SIGTERM)
+            with pytest.raises(subprocess.TimeoutExpired):
+                proc.wait(1.0)  # draining: the 50 s request holds it (a bound, not a measurement)
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(20)  # the hammer: well before the 50 s request or the 60 s drain timeout
+            with pytest.raises((ConnectionError, OSError, _Closed)):
+                _read_response(sock)  # the in-flight request was cut
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        out, _ = proc.communicate(timeout=10)
+    assert proc.returncode == 0, out
+    assert "stop; drained (1 connection(s) cut)" in out, out
