@@ -65,7 +65,9 @@ def _read_response(sock: socket.socket) -> tuple[int, bytes, bool]:
         if not chunk:
             raise ConnectionError("connection closed inside the response body")
         body += chunk
-    return status, body[:length], headers.get("connection") == "close"
+    http10 = lines[0].startswith("HTTP/1.0")
+    close = headers.get("connection") == "close" or (http10 and headers.get("connection") != "keep-alive")
+    return status, body[:length], close
 
 
 def _pid(body: bytes) -> int:

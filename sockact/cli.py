@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
+import shutil
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -15,7 +18,8 @@ from . import __version__
 from ._env import parse_watchdog_env
 from ._errors import SockactError
 from ._fds import describe_fd
-from ._listeners import read_inherited
+from ._listeners import get_listeners, read_inherited
+from ._supervisor import Supervisor, parse_ready
 
 __all__ = ["main"]
 
@@ -75,6 +79,54 @@ def _inspect(as_json: bool) -> int:
     return 0
 
 
+def _signal(text: str) -> int:
+    name = text.upper()
+    if name.isdigit():
+        return int(name)
+    try:
+        return int(signal.Signals[name if name.startswith("SIG") else "SIG" + name])
+    except KeyError:
+        raise argparse.ArgumentTypeError(f"unknown signal {text!r} (use HUP, USR2, … or a number)") from None
+
+
+def _listen(text: str) -> tuple[str, str]:
+    name, eq, address = text.partition("=")
+    if not eq or not name or not address:
+        raise argparse.ArgumentTypeError(f"--listen {text!r}: use NAME=ADDRESS, e.g. http=127.0.0.1:8080")
+    return name, address
+
+
+def _ready(text: str) -> str | float:
+    try:
+        return parse_ready(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--ready {text!r}: use notify, spawn or a number of seconds") from None
+
+
+def _run(args: argparse.Namespace) -> int:
+    command = list(args.cmd)
+    if command and command[0] == "--":
+        command = command[1:]
+    if not command:
+        raise SockactError("no command given: sockact run [OPTIONS] -- COMMAND [ARGS…]")
+    if shutil.which(command[0]) is None:
+        raise SockactError(f"command not found: {command[0]!r} (give a path or put it on PATH)")
+    spec = dict(args.listen) if args.listen else None
+    listeners = get_listeners(spec)
+    logging.basicConfig(level=logging.INFO, format="sockact[%(process)d]: %(message)s")
+    with listeners:
+        supervisor = Supervisor(
+            listeners,
+            command,
+            ready=args.ready,
+            ready_timeout=args.ready_timeout,
+            drain_timeout=args.drain_timeout,
+            reload_signal=args.reload_signal,
+            pidfile=args.pidfile,
+        )
+        return supervisor.run()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``sockact`` console script."""
     parser = argparse.ArgumentParser(prog="sockact", description="socket activation and zero-downtime restarts")
@@ -82,13 +134,49 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     inspect = sub.add_parser("inspect", help="show the fds, NOTIFY_SOCKET and watchdog this process inherited")
     inspect.add_argument("--json", action="store_true", help="machine-readable output")
+    run = sub.add_parser(
+        "run",
+        help="hold the sockets and run COMMAND behind them; the reload signal swaps it without a gap",
+        description="Run COMMAND with the sockets on fds 3.. (LISTEN_FDS, LISTEN_FDNAMES, LISTEN_PID) and "
+        "NOTIFY_SOCKET pointing here; on the reload signal start a new one, wait until it is ready, then "
+        "SIGTERM the old one. sockact stays the main process; COMMAND may be any program.",
+    )
+    run.add_argument(
+        "--listen",
+        action="append",
+        type=_listen,
+        metavar="NAME=ADDR",
+        help="a socket to take from systemd by name, or bind (ListenStream= syntax); repeatable; "
+        "default: everything inherited",
+    )
+    run.add_argument(
+        "--ready",
+        type=_ready,
+        default="notify",
+        help="when a new child counts as ready: notify (its READY=1), spawn (at once) or SECONDS",
+    )
+    run.add_argument("--ready-timeout", type=float, default=60.0, metavar="S")
+    run.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="SIGKILL an old child this long after its SIGTERM",
+    )
+    run.add_argument("--reload-signal", type=_signal, default=signal.SIGHUP, metavar="SIG")
+    run.add_argument("--pidfile", metavar="PATH", help="write sockact's own pid here")
+    run.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- COMMAND [ARGS…]")
     args = parser.parse_args(argv)
     try:
         if args.command == "inspect":
             return _inspect(args.json)
+        if args.command == "run":
+            return _run(args)
     except SockactError as exc:
         print(f"sockact: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        return 130
     return 2
 
 

@@ -1,0 +1,204 @@
+"""`sockact run`: a supervisor that stays the main process and swaps any program behind the sockets."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+
+import pytest
+
+from sockact._loadgen import Load, _read_response
+
+from conftest import need_tool
+from helpers import ROOT, FakeSystemd, child_env, free_port
+from reloads import become_subreaper, children_of, serving_pid
+
+PY = sys.executable
+PLAIN = os.path.join(ROOT, "tests", "plain_server.py")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def subreaper() -> None:
+    become_subreaper()
+
+
+class Run:
+    """`python -m sockact run …` with a FakeSystemd upstream."""
+
+    def __init__(self, tmp_path: object, command: list[str], *options: str) -> None:
+        self.port = free_port()
+        self.terminated = False
+        self.mode = os.path.join(str(tmp_path), "mode")
+        self.set_mode("ok")
+        self.systemd = FakeSystemd()
+        argv = [
+            PY,
+            "-m",
+            "sockact",
+            "run",
+            "--listen",
+            f"http=127.0.0.1:{self.port}",
+            *options,
+            "--",
+            *[c.replace("MODE", self.mode) for c in command],
+        ]
+        self.proc = subprocess.Popen(
+            argv,
+            env={**child_env(), "NOTIFY_SOCKET": self.systemd.address},
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+
+    def set_mode(self, mode: str) -> None:
+        with open(self.mode, "w") as f:
+            f.write(mode)
+
+    def ready(self) -> int:
+        self.systemd.wait_for(lambda m: m.get("READY") == "1" and m.pid == self.proc.pid)
+        return serving_pid(self.port)
+
+    def terminate(self) -> None:
+        if not self.terminated:
+            self.terminated = True
+            self.proc.send_signal(signal.SIGTERM)
+
+    def stop(self) -> str:
+        if self.proc.poll() is None:
+            self.terminate()
+        out, _ = self.proc.communicate(timeout=60)
+        self.systemd.close()
+        return out
+
+
+def test_reloads_under_load_keep_one_main_pid(tmp_path: object) -> None:
+    run = Run(tmp_path, [PY, PLAIN, "MODE"])
+    try:
+        pids = [run.ready()]
+        with Load("127.0.0.1", run.port, workers=4, max_seconds=120) as load:
+            for _ in range(20):
+                os.kill(run.proc.pid, signal.SIGHUP)  # always the supervisor: it stays the main process
+                pids.append(serving_pid(run.port, timeout=30, not_pids=pids))
+            result = load.stop()
+        assert result.failed == 0, result.errors
+        assert len(set(pids)) == 21 and run.proc.pid not in pids
+        readies = [m for m in run.systemd.messages if m.get("READY") == "1"]
+        assert all(m.pid == run.proc.pid for m in run.systemd.messages)  # systemd only ever hears sockact
+        assert len(readies) >= 21 and all("MONOTONIC_USEC" in m for m in run.systemd.messages if "RELOADING" in m)
+    finally:
+        out = run.stop()
+    assert run.proc.returncode == 0, out
+    assert children_of(run.proc.pid) == []
+
+
+def test_a_child_that_never_gets_ready_leaves_the_old_one_serving(tmp_path: object) -> None:
+    run = Run(tmp_path, [PY, PLAIN, "MODE"], "--ready-timeout", "1")
+    try:
+        old = run.ready()
+        run.set_mode("hang")
+        with Load("127.0.0.1", run.port, workers=4, max_seconds=60) as load:
+            os.kill(run.proc.pid, signal.SIGHUP)
+            status = run.systemd.wait_for(lambda m: "reload failed" in (m.get("STATUS") or ""))
+            assert f"pid {old} still serving" in status["STATUS"] and "not ready within 1.0 s" in status["STATUS"]
+            assert status["READY"] == "1"
+            result = load.stop()
+        assert result.failed == 0 and set(result.pids) == {old}, result.errors
+    finally:
+        out = run.stop()
+    assert run.proc.returncode == 0, out
+
+
+def test_a_crashed_child_is_restarted_and_nothing_is_refused(tmp_path: object) -> None:
+    run = Run(tmp_path, [PY, PLAIN, "MODE"])
+    try:
+        first = run.ready()
+        with Load("127.0.0.1", run.port, workers=4, max_seconds=60) as load:
+            os.kill(first, signal.SIGKILL)
+            status = run.systemd.wait_for(lambda m: "exited unexpectedly" in (m.get("STATUS") or ""))
+            assert f"child pid {first} exited unexpectedly with signal SIGKILL" in status["STATUS"]
+            second = serving_pid(run.port, not_pids=[first])
+            result = load.stop()
+        # Requests inside the killed process die with it; every other one waited in the backlog of the
+        # socket sockact kept open: none was refused.
+        assert result.failed <= 4 and not any("refused" in e.lower() for e in result.errors), result.errors
+        assert second != first
+    finally:
+        run.stop()
+
+
+def test_sigterm_drains_and_exits_zero(tmp_path: object) -> None:
+    run = Run(tmp_path, [PY, PLAIN, "MODE"])
+    held: dict[str, object] = {}
+    try:
+        child = run.ready()
+        sock = socket.create_connection(("127.0.0.1", run.port), timeout=30)
+        sock.sendall(b"GET /sleep?seconds=1.5 HTTP/1.0\r\n\r\n")
+
+        def read() -> None:
+            held["reply"] = _read_response(sock)
+
+        reader = threading.Thread(target=read)
+        reader.start()
+        run.systemd.wait_for(lambda m: True)  # the READY above is there; now stop
+        serving_pid(run.port)  # the sleeping request has surely been accepted by now (same accept queue)
+        run.terminate()
+        reader.join(30)
+    finally:
+        out = run.stop()
+    assert held["reply"][0] == 200 and held["reply"][1] == f"pid {child}\n".encode()
+    assert run.proc.returncode == 0, out
+    assert any(m.get("STOPPING") == "1" for m in run.systemd.messages)
+
+
+@pytest.mark.peer
+def test_a_shell_script_child_with_systemd_notify(tmp_path: object) -> None:
+    need_tool("systemd-notify")
+    run = Run(tmp_path, ["/bin/sh", os.path.join(ROOT, "tests", "shell_child.sh"), PY, "MODE"])
+    try:
+        pid = run.ready()
+        status = run.systemd.wait_for(lambda m: (m.get("STATUS") or "").startswith("serving: child pid"))
+        assert status["STATUS"] == f"serving: child pid {pid}"
+        os.kill(run.proc.pid, signal.SIGHUP)
+        assert serving_pid(run.port, not_pids=[pid]) != pid
+    finally:
+        out = run.stop()
+    assert run.proc.returncode == 0, out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--listen", "http=nonsense", "--", "true"], "invalid address 'nonsense'"),
+        (["--", "/nonexistent/program"], "command not found"),
+        (["--listen", "http=127.0.0.1:0"], "no command given"),
+        (["--listen", "noequals", "--", "true"], "use NAME=ADDRESS"),
+        (["--ready", "soon", "--", "true"], "use notify, spawn or a number"),
+        (["--reload-signal", "NOPE", "--", "true"], "unknown signal"),
+    ],
+)
+def test_cli_errors_are_one_line(args: list[str], message: str) -> None:
+    out = subprocess.run(
+        [PY, "-m", "sockact", "run", *args], env=child_env(), cwd=ROOT, capture_output=True, text=True, timeout=30
+    )
+    assert out.returncode == 2 and message in out.stderr and "Traceback" not in out.stderr, out.stderr
+
+
+def test_port_in_use_is_one_line() -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        out = subprocess.run(
+            [PY, "-m", "sockact", "run", "--listen", f"http=127.0.0.1:{port}", "--", "true"],
+            env=child_env(),
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    assert out.returncode == 2 and "in use" in out.stderr and "Traceback" not in out.stderr, out.stderr
