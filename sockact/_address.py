@@ -22,9 +22,9 @@ from dataclasses import dataclass
 
 from ._errors import AddressError
 
-__all__ = ["Address", "parse_address", "kind_name", "type_name"]
+__all__ = ["Address", "TYPE_PREFIXES", "parse_address", "kind_name", "type_name"]
 
-_TYPES = {
+TYPE_PREFIXES = _TYPES = {
     "tcp": socket.SOCK_STREAM,
     "stream": socket.SOCK_STREAM,
     "udp": socket.SOCK_DGRAM,

@@ -39,7 +39,10 @@ from ._receiver import NotifyReceiver, _readable
 from ._signals import SignalPipe
 from ._spawn import Child, default_command, spawn
 
-__all__ = ["Upgrader", "write_pidfile"]
+__all__ = ["PIDFILE_VAR", "Upgrader", "write_pidfile"]
+
+#: Where an app started by a sockact-generated unit learns its PID file (the unit's PIDFile=).
+PIDFILE_VAR = "SOCKACT_PIDFILE"
 
 log = logging.getLogger("sockact.upgrade")
 
@@ -87,7 +90,8 @@ class Upgrader:
     signals that arrive during an upgrade are coalesced into one, handled after it (forwarded to
     the successor if it took over, another attempt if it failed).
 
-    ``pidfile``: hand over by PID file (this process's pid is written on ``__enter__``, the
+    ``pidfile`` (default: ``$SOCKACT_PIDFILE``, which units from ``sockact units`` set next to
+    ``PIDFile=``): hand over by PID file (this process's pid is written on ``__enter__``, the
     successor's before READY=1) instead of MAINPID=; pair it with ``PIDFile=`` and ``KillMode=mixed``
     in the unit. systemd then adopts the successor when this process exits — by then its child — and
     supervises it fully. Until then systemd signals this process, so stop signals are forwarded to
@@ -115,8 +119,8 @@ class Upgrader:
         self.listeners = listeners
         self.command = list(command) if command is not None else default_command()
         self.ready_timeout = ready_timeout
-        self.pidfile = pidfile
         self.environ: MutableMapping[str, str] = os.environ if environ is None else environ
+        self.pidfile = pidfile if pidfile is not None else (self.environ.get(PIDFILE_VAR) or None)
         self.reload_signal = reload_signal
         self.stop_signals = tuple(stop_signals)
         self.before_spawn = before_spawn

@@ -11,6 +11,7 @@ import logging
 import os
 import shutil
 import signal
+import subprocess
 import sys
 from collections.abc import Sequence
 
@@ -20,6 +21,7 @@ from ._errors import SockactError
 from ._fds import describe_fd
 from ._listeners import get_listeners, read_inherited
 from ._supervisor import Supervisor, parse_ready
+from ._units import render_units
 
 __all__ = ["main"]
 
@@ -105,8 +107,6 @@ def _ready(text: str) -> str | float:
 
 def _run(args: argparse.Namespace) -> int:
     command = list(args.cmd)
-    if command and command[0] == "--":
-        command = command[1:]
     if not command:
         raise SockactError("no command given: sockact run [OPTIONS] -- COMMAND [ARGS…]")
     if shutil.which(command[0]) is None:
@@ -127,6 +127,62 @@ def _run(args: argparse.Namespace) -> int:
         return supervisor.run()
 
 
+def _env_pair(text: str) -> tuple[str, str]:
+    key, eq, value = text.partition("=")
+    if not eq or not key:
+        raise argparse.ArgumentTypeError(f"--env {text!r}: use KEY=VALUE")
+    return key, value
+
+
+def _units(args: argparse.Namespace) -> int:
+    command = list(args.cmd)
+    if not command:
+        raise SockactError("no command given: sockact units NAME --listen NAME=ADDR -- COMMAND [ARGS…]")
+    resolved = shutil.which(command[0])
+    if resolved is None:
+        raise SockactError(f"command not found: {command[0]!r} (give a path or put it on PATH)")
+    command[0] = os.path.abspath(resolved)
+    units = render_units(
+        args.name,
+        args.listen or [],
+        command,
+        mode=args.mode,
+        service_type=args.type,
+        user=args.user,
+        drain_timeout=args.drain_timeout,
+        environment=dict(args.env or []),
+        sockact_command=[sys.executable, "-m", "sockact"],
+    )
+    out = os.path.abspath(args.out)
+    if not os.path.isdir(out):
+        raise SockactError(f"--out {args.out}: no such directory")
+    paths = []
+    for filename, text in units.items():
+        path = os.path.join(out, filename)
+        with open(path, "w") as f:
+            f.write(text)
+        paths.append(path)
+        print(f"wrote {path}")
+    if args.no_verify:
+        return 0
+    tool = shutil.which("systemd-analyze")
+    if tool is None:
+        print("note: systemd-analyze not found; the units were not verified", file=sys.stderr)
+        return 0
+    result = subprocess.run(
+        [tool, *(["--user"] if args.user else []), "verify", *paths],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "SYSTEMD_LOG_LEVEL": "notice"},
+        check=False,
+    )
+    if result.returncode != 0 or result.stderr.strip():  # it exits 0 on many mistakes: stderr decides
+        print(f"sockact: systemd-analyze verify found problems:\n{result.stderr.strip()}", file=sys.stderr)
+        return 1
+    print("systemd-analyze verify: clean")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``sockact`` console script."""
     parser = argparse.ArgumentParser(prog="sockact", description="socket activation and zero-downtime restarts")
@@ -137,6 +193,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     run = sub.add_parser(
         "run",
         help="hold the sockets and run COMMAND behind them; the reload signal swaps it without a gap",
+        usage="sockact run [OPTIONS] -- COMMAND [ARGS…]",
         description="Run COMMAND with the sockets on fds 3.. (LISTEN_FDS, LISTEN_FDNAMES, LISTEN_PID) and "
         "NOTIFY_SOCKET pointing here; on the reload signal start a new one, wait until it is ready, then "
         "SIGTERM the old one. sockact stays the main process; COMMAND may be any program.",
@@ -165,13 +222,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     run.add_argument("--reload-signal", type=_signal, default=signal.SIGHUP, metavar="SIG")
     run.add_argument("--pidfile", metavar="PATH", help="write sockact's own pid here")
-    run.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- COMMAND [ARGS…]")
-    args = parser.parse_args(argv)
+    units = sub.add_parser(
+        "units",
+        help="write a .socket + .service pair that gets the hand-over right, then verify it",
+        usage="sockact units NAME --listen NAME=ADDR [OPTIONS] -- COMMAND [ARGS…]",
+        description="Write NAME.socket and NAME.service (one more .socket per extra --listen). inprocess: "
+        "COMMAND restarts itself in place with sockact (PID-file hand-over); supervise: `sockact run` holds "
+        "the sockets and runs COMMAND, any program.",
+    )
+    units.add_argument("name", help="unit name, e.g. myapp")
+    units.add_argument("--listen", action="append", type=_listen, metavar="NAME=ADDR", required=True)
+    units.add_argument("--mode", choices=["inprocess", "supervise"], default="inprocess")
+    units.add_argument(
+        "--type", choices=["notify", "notify-reload"], default="notify", help="notify-reload needs systemd >= 253"
+    )
+    units.add_argument("--user", action="store_true", help="a user unit (systemctl --user)")
+    units.add_argument("--out", default=".", metavar="DIR")
+    units.add_argument("--drain-timeout", type=float, default=30.0, metavar="S")
+    units.add_argument("--env", action="append", type=_env_pair, metavar="KEY=VALUE")
+    units.add_argument("--no-verify", action="store_true", help="do not run systemd-analyze verify")
+    words = list(sys.argv[1:] if argv is None else argv)
+    command = words[words.index("--") + 1 :] if "--" in words else []  # COMMAND goes after --, untouched
+    args = parser.parse_args(words[: words.index("--")] if "--" in words else words)
+    args.cmd = command
     try:
         if args.command == "inspect":
             return _inspect(args.json)
         if args.command == "run":
             return _run(args)
+        if args.command == "units":
+            return _units(args)
     except SockactError as exc:
         print(f"sockact: {exc}", file=sys.stderr)
         return 2

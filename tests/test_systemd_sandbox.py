@@ -14,13 +14,13 @@ import threading
 import time
 
 import pytest
-from sandbox import Sandbox, available
 
 from sockact._loadgen import Load, _read_response, get
-from units import localized, shipped_pairs
 
 from conftest import need_peer
 from helpers import ROOT, free_port
+from sandbox import Sandbox, available
+from units import localized, shipped_pairs
 
 RELOADS = 10
 # (hand-over, NotifyAccess=): the recommended PID-file units and plain Type=notify units with MAINPID=
