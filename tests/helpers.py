@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import random
 import select
 import socket
 import subprocess
@@ -67,9 +68,19 @@ def tcp_listener(host: str = "127.0.0.1") -> socket.socket:
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A free TCP port on 127.0.0.1 *outside* the ephemeral range, so that the many client connections
+    of a load test can never be holding it when a server (or systemd) binds it later."""
+    with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+        low = int(f.read().split()[0])
+    for _ in range(200):
+        port = random.randint(10000, max(10001, low - 1))
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port below the ephemeral range")
 
 
 def http_get(host: str, port: int, path: str = "/", timeout: float = 10) -> tuple[int, str]:

@@ -16,6 +16,7 @@ import time
 import pytest
 
 from sockact._loadgen import Load, _read_response, get
+from sockact._units import render_units
 
 from conftest import need_peer
 from helpers import ROOT, free_port
@@ -86,10 +87,35 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> tuple[Sandbox, dict[tup
         port = free_port()
         units.update(localized(shipped, port, os.path.join(workdir, f"{shipped}.log")))
         apps[("shipped", shipped)] = (shipped, port)
+    for mode in ("inprocess", "supervise"):
+        name, port = f"gen-{mode}", free_port()
+        server = [
+            sys.executable,
+            f"{ROOT}/examples/http_server.py",
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--drain-timeout",
+            "10",
+        ]
+        generated = render_units(
+            name,
+            [("http", f"127.0.0.1:{port}")],
+            server,
+            mode=mode,
+            drain_timeout=10,
+            environment={"PYTHONPATH": ROOT},
+            sockact_command=[sys.executable, "-m", "sockact"],
+        )
+        log = os.path.join(workdir, f"{name}.log")
+        generated[f"{name}.service"] = generated[f"{name}.service"].replace(
+            "[Service]\n", f"[Service]\nStandardOutput=append:{log}\nStandardError=append:{log}\n"
+        )
+        units.update(generated)
+        apps[("generated", mode)] = (name, port)
     keep = [ROOT, sys.prefix, sys.base_prefix, os.path.dirname(os.path.realpath(sys.executable))]
     with Sandbox(workdir, units, keep) as box:
         for (kind, _), (name, _) in apps.items():
-            if kind not in ("store", "shipped"):
+            if kind not in ("store", "shipped", "generated"):
                 box.systemctl("start", f"{name}.socket")
         yield box, apps
 
@@ -234,3 +260,44 @@ def test_fd_store_keeps_self_bound_listeners_across_restarts(sandbox: tuple) -> 
     box.systemctl("stop", "store.service")
     with pytest.raises(ConnectionRefusedError):  # stop releases the store (systemd 252)
         socket.create_connection(("127.0.0.1", port), timeout=5)
+
+
+@pytest.mark.peer
+def test_generated_inprocess_units_pass_the_restart_checks(sandbox: tuple) -> None:
+    """`sockact units` output for the example: 10 reloads under load, SIGKILL noticed, stop drains."""
+    box, apps = sandbox
+    name, port = apps[("generated", "inprocess")]
+    service = f"{name}.service"
+    box.systemctl("start", f"{name}.socket")
+    main_pids = [get("127.0.0.1", port)[1]]
+    assert box.show(service, "MainPID") == str(main_pids[0]), logs(box, name)
+    reload_under_load(box, name, port, RELOADS, main_pids)
+    box.run("kill", "-9", str(main_pids[-1]))
+    main_pids.append(settle(box, name, port, set(main_pids)))
+    assert box.show(service, "NRestarts") == "1", logs(box, name)
+    stop_drains(box, name, port)
+
+
+@pytest.mark.peer
+def test_sockact_run_as_execstart(sandbox: tuple) -> None:
+    """`sockact run` under systemd: activation, 10 reloads under load with 0 failed, MainPID unchanged."""
+    box, apps = sandbox
+    name, port = apps[("generated", "supervise")]
+    service = f"{name}.service"
+    box.systemctl("start", f"{name}.socket")
+    children = [get("127.0.0.1", port)[1]]  # activates: sockact run starts the first child
+    main = box.show(service, "MainPID")
+    assert main not in ("0", str(children[0])), logs(box, name)
+    with Load("127.0.0.1", port, workers=4, max_seconds=240) as load:
+        for _ in range(RELOADS):
+            box.systemctl("reload", service)
+            deadline = time.monotonic() + 30
+            while (pid := get("127.0.0.1", port)[1]) in children:
+                assert time.monotonic() < deadline, logs(box, name)
+                time.sleep(0.01)
+            children.append(pid)
+            assert box.show(service, "MainPID") == main and box.show(service, "ActiveState") == "active"
+        result = load.stop()
+    assert result.failed == 0, (result.errors, logs(box, name))
+    assert len(set(children)) == RELOADS + 1
+    stop_drains(box, name, port)
