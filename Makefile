@@ -29,7 +29,7 @@ unit: venv
 test: lint typecheck unit
 
 demo: venv
-	$(PY) examples/demo.py
+	$(VENV)/bin/sockact demo --plot demo.png
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -241,6 +241,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     units.add_argument("--drain-timeout", type=float, default=30.0, metavar="S")
     units.add_argument("--env", action="append", type=_env_pair, metavar="KEY=VALUE")
     units.add_argument("--no-verify", action="store_true", help="do not run systemd-analyze verify")
+    demo = sub.add_parser("demo", help="reload a server in place under load and show that nothing failed")
+    demo.add_argument("--reloads", type=int, default=5)
+    demo.add_argument("--seconds", type=float, default=5.0, help="roughly how long the load runs")
+    demo.add_argument("--mode", choices=["inprocess", "supervisor"], default="inprocess")
+    demo.add_argument("--plot", metavar="FILE.png", help="write a timeline (needs matplotlib: sockact[plot])")
     words = list(sys.argv[1:] if argv is None else argv)
     command = words[words.index("--") + 1 :] if "--" in words else []  # COMMAND goes after --, untouched
     args = parser.parse_args(words[: words.index("--")] if "--" in words else words)
@@ -252,6 +257,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(args)
         if args.command == "units":
             return _units(args)
+        if args.command == "demo":
+            if args.reloads < 0 or args.seconds <= 0:
+                raise SockactError("--reloads must be >= 0 and --seconds > 0")
+            from ._demo import demo as run_demo
+
+            return run_demo(args.reloads, args.seconds, args.mode, args.plot)
     except SockactError as exc:
         print(f"sockact: {exc}", file=sys.stderr)
         return 2
