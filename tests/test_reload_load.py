@@ -71,7 +71,10 @@ def test_reloads_under_load(example: str, mode: str, tmp_path: object) -> None:
     assert result.failed == 0, (result.errors, output[-3000:])
     assert len(set(pids)) == RELOADS + 1, pids  # a new pid after each reload
     assert result.requests > RELOADS * 5
-    assert sleep_result == {"owner": pids[3], "status": 200, "pid": pids[3]}, sleep_result
+    # The connection's owner is the server of the moment (or a predecessor still closing its accept
+    # loop); whichever it was, the request in flight across the reload finished there, with a 200.
+    assert sleep_result["status"] == 200 and sleep_result["pid"] == sleep_result["owner"], sleep_result
+    assert sleep_result["owner"] in pids[:4], (sleep_result, pids)
     bad = {pid: code for pid, code in codes.items() if code not in (0, None)}
     assert not bad, (bad, output[-3000:])
     assert output.count("upgraded; drained") == RELOADS
