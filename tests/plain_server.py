@@ -40,6 +40,7 @@ def main() -> int:
     if mode == "hang":  # stuck in start-up: never accepts, never notifies
         time.sleep(3600)
     sock = socket.socket(fileno=3)
+    sock.setblocking(False)  # shared with the next child: never sleep in accept() for a stolen connection
     server = http.server.ThreadingHTTPServer(("", 0), Handler, bind_and_activate=False)
     server.socket.close()
     server.socket = sock

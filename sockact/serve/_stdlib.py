@@ -29,6 +29,10 @@ class HTTPServer(http.server.ThreadingHTTPServer):
     def __init__(self, sock: socket.socket, handler: type[http.server.BaseHTTPRequestHandler]) -> None:
         super().__init__(("", 0), handler, bind_and_activate=False)
         self.socket.close()  # the socket TCPServer made; we serve on the one we were given
+        # Non-blocking (as asyncio does; systemd hands sockets over blocking): during a hand-over a
+        # successor shares this socket and may take the connection between our select() and accept();
+        # a blocking accept() would then sleep until the next client, and shutdown() would wait forever.
+        sock.setblocking(False)
         self.socket = sock
         self.address_family = sock.family
         self.server_address = sock.getsockname()
