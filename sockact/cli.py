@@ -105,12 +105,20 @@ def _ready(text: str) -> str | float:
         raise argparse.ArgumentTypeError(f"--ready {text!r}: use notify, spawn or a number of seconds") from None
 
 
-def _run(args: argparse.Namespace) -> int:
+def _command(args: argparse.Namespace, usage: str) -> list[str]:
+    """The COMMAND after ``--``, its program resolved to an absolute path; SockactError if missing."""
     command = list(args.cmd)
     if not command:
-        raise SockactError("no command given: sockact run [OPTIONS] -- COMMAND [ARGS…]")
-    if shutil.which(command[0]) is None:
+        raise SockactError(f"no command given: {usage}")
+    resolved = shutil.which(command[0])
+    if resolved is None:
         raise SockactError(f"command not found: {command[0]!r} (give a path or put it on PATH)")
+    command[0] = os.path.abspath(resolved)
+    return command
+
+
+def _run(args: argparse.Namespace) -> int:
+    command = _command(args, "sockact run [OPTIONS] -- COMMAND [ARGS…]")
     spec = dict(args.listen) if args.listen else None
     listeners = get_listeners(spec)
     logging.basicConfig(level=logging.INFO, format="sockact[%(process)d]: %(message)s")
@@ -135,13 +143,7 @@ def _env_pair(text: str) -> tuple[str, str]:
 
 
 def _units(args: argparse.Namespace) -> int:
-    command = list(args.cmd)
-    if not command:
-        raise SockactError("no command given: sockact units NAME --listen NAME=ADDR -- COMMAND [ARGS…]")
-    resolved = shutil.which(command[0])
-    if resolved is None:
-        raise SockactError(f"command not found: {command[0]!r} (give a path or put it on PATH)")
-    command[0] = os.path.abspath(resolved)
+    command = _command(args, "sockact units NAME --listen NAME=ADDR -- COMMAND [ARGS…]")
     units = render_units(
         args.name,
         args.listen or [],

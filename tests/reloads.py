@@ -5,11 +5,13 @@ from __future__ import annotations
 import ctypes
 import os
 import signal
+import socket
 import subprocess
+import threading
 import time
 from collections.abc import Sequence
 
-from sockact._loadgen import get
+from sockact._loadgen import _read_response, get
 
 PR_SET_CHILD_SUBREAPER = 36
 
@@ -84,3 +86,27 @@ def children_of(pid: int) -> list[int]:
 
 def fd_count(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def sleep_on_owned_connection(port: int, result: dict[str, object], sent: threading.Event) -> None:
+    """Open a keep-alive connection (the server answering it owns it), then ask /sleep?seconds=2 on it.
+
+    ``result`` gets ``owner`` (pid of the first answer), then ``status`` and ``pid`` of the sleep.
+    """
+    try:
+        for _ in range(100):  # bounded: a draining server answers with Connection: close; try the next one
+            sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            _, body, close = _read_response(sock)
+            if not close:
+                break
+            sock.close()
+        with sock:
+            result["owner"] = int(body.split()[1])
+            sock.sendall(b"GET /sleep?seconds=2 HTTP/1.1\r\nHost: x\r\n\r\n")
+            sent.set()
+            status, body, _ = _read_response(sock)
+            result["status"], result["pid"] = status, int(body.split()[1])
+    except Exception as exc:  # reported by the asserting test, not lost in the thread
+        result["error"] = repr(exc)
+        sent.set()

@@ -15,11 +15,12 @@ import time
 
 import pytest
 
-from sockact._loadgen import Load, _read_response, get
+from sockact._loadgen import Load, get
 from sockact._units import render_units
 
 from conftest import need_peer
 from helpers import ROOT, free_port
+from reloads import sleep_on_owned_connection
 from sandbox import Sandbox, available
 from units import localized, shipped_pairs
 
@@ -139,17 +140,6 @@ def settle(box: Sandbox, name: str, port: int, old: set[int], timeout: float = 3
             return pid
         time.sleep(0.02)
     raise TimeoutError(f"no new main pid for {name}\n{logs(box, name)}")
-
-
-def sleep_on_owned_connection(port: int, result: dict[str, object], sent: threading.Event) -> None:
-    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
-        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-        _, body, _ = _read_response(sock)
-        result["owner"] = int(body.split()[1])
-        sock.sendall(b"GET /sleep?seconds=2 HTTP/1.1\r\nHost: x\r\n\r\n")
-        sent.set()
-        status, body, _ = _read_response(sock)
-        result["status"], result["pid"] = status, int(body.split()[1])
 
 
 @pytest.mark.peer
