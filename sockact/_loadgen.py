@@ -10,13 +10,14 @@ connection, as this one does (counted in ``retried``). Every loop is bounded by 
 from __future__ import annotations
 
 import socket
+import ssl as _ssl
 import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from types import TracebackType
 
-__all__ = ["Load", "LoadResult", "get"]
+__all__ = ["Load", "LoadResult", "connect", "get"]
 
 
 @dataclass
@@ -75,28 +76,57 @@ def _pid(body: bytes) -> int:
     return int(text.split()[1]) if text.startswith("pid ") else 0
 
 
-def get(host: str, port: int, path: str = "/", timeout: float = 10.0) -> tuple[int, int]:
-    """One request on a new connection: (status, pid in the body)."""
-    with socket.create_connection((host, port), timeout=timeout) as sock:
-        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+def connect(
+    host: str, port: int | None = None, timeout: float = 10.0, tls: _ssl.SSLContext | None = None
+) -> socket.socket:
+    """A connection to ``host:port``, or to the unix socket at path ``host`` when ``port`` is None;
+    wrapped in TLS (server name ``localhost``) when ``tls`` is given."""
+    if port is None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(timeout)
+            sock.connect(host)
+        except BaseException:
+            sock.close()
+            raise
+    else:
+        sock = socket.create_connection((host, port), timeout=timeout)
+    if tls is not None:
+        try:
+            return tls.wrap_socket(sock, server_hostname="localhost")
+        except BaseException:
+            sock.close()
+            raise
+    return sock
+
+
+def get(
+    host: str, port: int | None = None, path: str = "/", timeout: float = 10.0, tls: _ssl.SSLContext | None = None
+) -> tuple[int, int]:
+    """One request on a new connection: (status, pid in the body). ``port=None``: ``host`` is a unix socket."""
+    with connect(host, port, timeout, tls) as sock:
+        name = host if port is not None else "localhost"
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {name}\r\nConnection: close\r\n\r\n".encode())
         status, body, _ = _read_response(sock)
         return status, _pid(body)
 
 
 class Load:
-    """Run ``workers`` threads of requests against ``host:port`` until :meth:`stop` or ``max_seconds``."""
+    """Run ``workers`` threads of requests against ``host:port`` (``port=None``: the unix socket at path
+    ``host``; ``tls``: over TLS) until :meth:`stop` or ``max_seconds``."""
 
     def __init__(
         self,
         host: str,
-        port: int,
+        port: int | None,
         *,
+        tls: _ssl.SSLContext | None = None,
         workers: int = 4,
         path: str = "/",
         max_seconds: float = 120.0,
         timeout: float = 10.0,
     ) -> None:
-        self.host, self.port, self.path = host, port, path
+        self.host, self.port, self.path, self.tls = host, port, path, tls
         self.workers, self.max_seconds, self.timeout = workers, max_seconds, timeout
         self._stop = threading.Event()
         self._results: list[LoadResult] = []
@@ -141,11 +171,12 @@ class Load:
         self.stop()
 
     def _connect(self) -> socket.socket:
-        return socket.create_connection((self.host, self.port), timeout=self.timeout)
+        return connect(self.host, self.port, self.timeout, self.tls)
 
     def _run(self, keepalive: bool, result: LoadResult) -> None:
         deadline = self.started + self.max_seconds
-        request = f"GET {self.path} HTTP/1.1\r\nHost: {self.host}\r\n".encode()
+        host = self.host if self.port is not None else "localhost"
+        request = f"GET {self.path} HTTP/1.1\r\nHost: {host}\r\n".encode()
         request += b"\r\n" if keepalive else b"Connection: close\r\n\r\n"
         sock: socket.socket | None = None
         while not self._stop.is_set() and time.monotonic() < deadline:

@@ -5,13 +5,22 @@ from __future__ import annotations
 import ctypes
 import os
 import signal
-import socket
+import ssl
 import subprocess
 import threading
 import time
 from collections.abc import Sequence
+from typing import Any
 
-from sockact._loadgen import _read_response, get
+from sockact._loadgen import _read_response, connect, get
+
+#: Where a server listens: a TCP port on 127.0.0.1, or a unix socket path.
+Where = int | str
+
+
+def _split(where: Where) -> tuple[str, int | None]:
+    return ("127.0.0.1", where) if isinstance(where, int) else (where, None)
+
 
 PR_SET_CHILD_SUBREAPER = 36
 
@@ -23,14 +32,16 @@ def become_subreaper() -> None:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER)")
 
 
-def serving_pid(port: int, timeout: float = 20.0, not_pids: Sequence[int] = ()) -> int:
+def serving_pid(
+    port: Where, timeout: float = 20.0, not_pids: Sequence[int] = (), tls: ssl.SSLContext | None = None
+) -> int:
     """The pid answering GET / on a new connection, waiting (bounded) until it is none of ``not_pids``
     (a predecessor keeps accepting for a moment after the hand-over, until its accept loop ends)."""
     deadline = time.monotonic() + timeout
     last: Exception | None = None
     while time.monotonic() < deadline:
         try:
-            status, pid = get("127.0.0.1", port, timeout=5)
+            status, pid = get(*_split(port), timeout=5, tls=tls)
             if status == 200 and pid not in not_pids:
                 return pid
         except OSError as exc:
@@ -39,16 +50,18 @@ def serving_pid(port: int, timeout: float = 20.0, not_pids: Sequence[int] = ()) 
     raise TimeoutError(f"no server other than pids {list(not_pids)} answered on port {port}: {last}")
 
 
-def start(argv: Sequence[str], port: int, env: dict[str, str], log: str) -> tuple[subprocess.Popen[bytes], int]:
+def start(
+    argv: Sequence[str], port: Where, env: dict[str, str], log: str, tls: ssl.SSLContext | None = None
+) -> tuple[subprocess.Popen[bytes], int]:
     with open(log, "ab") as out:
         proc = subprocess.Popen(list(argv), env=env, stdout=out, stderr=subprocess.STDOUT)
-    return proc, serving_pid(port)
+    return proc, serving_pid(port, timeout=30, tls=tls)
 
 
-def reload(port: int, pids: Sequence[int]) -> int:
-    """SIGHUP the newest of ``pids`` and return its successor's pid once that answers."""
-    os.kill(pids[-1], signal.SIGHUP)
-    return serving_pid(port, timeout=30, not_pids=pids)
+def reload(port: Where, pids: Sequence[int], tls: ssl.SSLContext | None = None, target: int | None = None) -> int:
+    """SIGHUP the newest of ``pids`` (or ``target``) and return its successor's pid once that answers."""
+    os.kill(pids[-1] if target is None else target, signal.SIGHUP)
+    return serving_pid(port, timeout=30, not_pids=pids, tls=tls)
 
 
 def reap(pids: Sequence[int], timeout: float = 20.0) -> dict[int, int | None]:
@@ -88,14 +101,16 @@ def fd_count(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
 
-def sleep_on_owned_connection(port: int, result: dict[str, object], sent: threading.Event) -> None:
+def sleep_on_owned_connection(
+    port: Where, result: dict[str, object], sent: threading.Event, tls: ssl.SSLContext | None = None
+) -> None:
     """Open a keep-alive connection (the server answering it owns it), then ask /sleep?seconds=2 on it.
 
     ``result`` gets ``owner`` (pid of the first answer), then ``status`` and ``pid`` of the sleep.
     """
     try:
         for _ in range(100):  # bounded: a draining server answers with Connection: close; try the next one
-            sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+            sock = connect(*_split(port), timeout=30, tls=tls)
             sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
             _, body, close = _read_response(sock)
             if not close:
@@ -110,3 +125,93 @@ def sleep_on_owned_connection(port: int, result: dict[str, object], sent: thread
     except Exception as exc:  # reported by the asserting test, not lost in the thread
         result["error"] = repr(exc)
         sent.set()
+
+
+def in_flight(port: Where, tls: ssl.SSLContext | None = None) -> tuple[threading.Thread, dict[str, object]]:
+    """Start a /sleep?seconds=2 on a keep-alive connection (see sleep_on_owned_connection); return once sent."""
+    result: dict[str, object] = {}
+    sent = threading.Event()
+    thread = threading.Thread(target=sleep_on_owned_connection, args=(port, result, sent, tls), daemon=True)
+    thread.start()
+    assert sent.wait(30), "the /sleep request was never sent"
+    return thread, result
+
+
+def reloads_under_load(
+    argv: Sequence[str],
+    where: Where,
+    env: dict[str, str],
+    log: str,
+    reloads: int,
+    tls: ssl.SSLContext | None = None,
+    signal_started: bool = False,
+) -> dict[str, object]:
+    """Start ``argv`` serving at ``where``, reload it ``reloads`` times under load with a request in flight
+    across the 4th reload (or the 1st when fewer), then SIGTERM the last one with another request in
+    flight. Signals go to the newest serving pid, or with ``signal_started`` to the process started
+    (a supervisor). Returns what happened, for the caller's asserts (nothing asserted but liveness)."""
+    from sockact._loadgen import Load
+
+    host, port = _split(where)
+    proc, pid = start(argv, where, env, log, tls=tls)
+    pids = [pid]
+    across_reload: dict[str, object] = {}
+    across_stop: dict[str, object] = {}
+    result = None
+    stopped = False
+    try:
+        with Load(host, port, workers=4, max_seconds=200, tls=tls) as load:
+            thread = None
+            for i in range(reloads):
+                if i == min(3, reloads - 1):
+                    thread, across_reload = in_flight(where, tls)
+                pids.append(reload(where, pids, tls, target=proc.pid if signal_started else None))
+            result = load.stop()
+        if thread is not None:
+            thread.join(20)
+        for _ in range(5):  # bounded: until the in-flight request sits on the newest server
+            thread, across_stop = in_flight(where, tls)
+            if across_stop.get("owner") == pids[-1]:
+                break
+            thread.join(20)
+        stopped = True
+        os.kill(proc.pid if signal_started else pids[-1], signal.SIGTERM)
+        thread.join(20)
+    finally:
+        if not stopped:  # once only: a second SIGTERM is the hammer, or kills a process restoring handlers
+            try:
+                os.kill(proc.pid if signal_started else pids[-1], signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        codes = reap([proc.pid, *pids[1:]])
+        proc.wait(10)
+    with open(log) as f:
+        output = f.read()
+    return {
+        "result": result,
+        "pids": pids,
+        "across_reload": across_reload,
+        "across_stop": across_stop,
+        "codes": codes,
+        "output": output,
+    }
+
+
+def assert_zero_downtime(run: dict[str, object], reloads: int) -> None:
+    """The claims every reload test makes about a :func:`reloads_under_load` run."""
+    result: Any = run["result"]
+    pids: Any = run["pids"]
+    output: Any = run["output"]
+    assert result is not None and result.failed == 0, (result and result.errors, output[-3000:])
+    assert result.requests > reloads * 5, result
+    assert len(set(pids)) == reloads + 1, pids  # a new pid after each reload
+    # The connection's owner is the server of the moment (or a predecessor still closing its accept
+    # loop); whichever it was, the request in flight across the reload finished there, with a 200.
+    across: Any = run["across_reload"]
+    assert across.get("status") == 200 and across.get("pid") == across.get("owner"), (across, output[-3000:])
+    assert across["owner"] in pids[:4], (across, pids)
+    stop: Any = run["across_stop"]
+    assert stop.get("status") == 200 and stop.get("pid") == pids[-1], (stop, pids, output[-3000:])
+    codes: Any = run["codes"]
+    bad = {pid: code for pid, code in codes.items() if code not in (0, None)}
+    assert not bad, (bad, output[-3000:])
