@@ -1,6 +1,7 @@
 """An asyncio HTTP/1.1 keep-alive server on sockact's listeners, with in-place reload.
 
     python examples/asyncio_server.py [--listen ADDR] [--drain-timeout S] [--pidfile PATH]
+        [--certfile PEM --keyfile PEM] [--max-connections N]
 
 Same endpoints and signals as examples/http_server.py: ``GET /`` → ``pid <pid>``,
 ``GET /sleep?seconds=S``; SIGHUP reloads, SIGTERM/SIGINT drain.
@@ -15,10 +16,10 @@ import os
 import sys
 import urllib.parse
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from _common import parse_args
 
 import sockact
-from sockact.serve import ConnectionSet
+from sockact.serve import Acceptor, ConnectionSet
 
 log = logging.getLogger("asyncio_server")
 
@@ -104,33 +105,30 @@ async def serve(args: argparse.Namespace) -> int:
         log.error("%s", exc)
         return 2
     connections = ConnectionSet()
-    loop = asyncio.get_running_loop()
     with (
         listeners,
         sockact.Upgrader(
             listeners, pidfile=args.pidfile, ready_timeout=args.ready_timeout, drain_timeout=args.drain_timeout
         ) as upgrader,
     ):
-        servers = [await loop.create_server(lambda: HTTP(connections), sock=sock) for sock in listeners.values()]
+        acceptor = Acceptor(
+            listeners.values(),
+            lambda: HTTP(connections),
+            connections,
+            ssl=args.tls,
+            max_connections=args.max_connections,
+        ).start()
         log.info("serving on %r", listeners)
         listeners.close_unclaimed()
         sockact.ready(f"serving on {args.listen}")
         outcome = await upgrader.wait_async()
-        cut = await connections.drain(servers, args.drain_timeout, upgrader.hammer)
+        cut = await connections.drain([acceptor], args.drain_timeout, upgrader.hammer)
         log.info("%s; drained (%d connection(s) cut)", outcome, cut)
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--listen", default="127.0.0.1:8000", help="address in ListenStream= syntax")
-    parser.add_argument("--drain-timeout", type=float, default=30.0, help="seconds to finish in-flight requests")
-    parser.add_argument("--ready-timeout", type=float, default=60.0, help="seconds a successor has to be ready")
-    parser.add_argument("--pidfile", help="hand over by PID file (pair with PIDFile= in the unit)")
-    args = parser.parse_args(argv)
-    handler = logging.StreamHandler()
-    handler.setFormatter(sockact.JournalFormatter("asyncio_server[%(process)d]: %(message)s"))
-    logging.basicConfig(level=logging.INFO, handlers=[handler])
+    args = parse_args(__doc__, argv, limits=True)
     try:
         return asyncio.run(serve(args))
     except sockact.SockactError as exc:

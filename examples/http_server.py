@@ -1,6 +1,7 @@
 """A stdlib HTTP server that takes its socket from systemd (or binds it itself) and reloads in place.
 
     python examples/http_server.py [--listen ADDR] [--drain-timeout S] [--pidfile PATH]
+        [--certfile PEM --keyfile PEM] [--max-connections N]
 
 ``GET /`` → ``pid <pid>``; ``GET /sleep?seconds=S`` → 200 after S seconds. Under
 ``systemd-socket-activate -l ADDR --fdname=http`` it serves on the inherited socket. SIGHUP starts a
@@ -10,7 +11,6 @@ SIGTERM/SIGINT drain and exit (a second one exits at once).
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import sys
@@ -18,7 +18,7 @@ import threading
 import time
 import urllib.parse
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from _common import parse_args
 
 import sockact
 from sockact.serve import HTTPRequestHandler, HTTPServer
@@ -52,21 +52,13 @@ class Handler(HTTPRequestHandler):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--listen", default="127.0.0.1:8000", help="address in ListenStream= syntax")
-    parser.add_argument("--drain-timeout", type=float, default=30.0, help="seconds to finish in-flight requests")
-    parser.add_argument("--ready-timeout", type=float, default=60.0, help="seconds a successor has to be ready")
-    parser.add_argument("--pidfile", help="hand over by PID file (pair with PIDFile= in the unit)")
-    args = parser.parse_args(argv)
-    handler = logging.StreamHandler()
-    handler.setFormatter(sockact.JournalFormatter("http_server[%(process)d]: %(message)s"))
-    logging.basicConfig(level=logging.INFO, handlers=[handler])
+    args = parse_args(__doc__, argv, limits=True)
     try:
         listeners = sockact.get_listeners({"http": args.listen})
     except sockact.SockactError as exc:
         log.error("%s", exc)
         return 2
-    server = HTTPServer(listeners["http"], Handler)
+    server = HTTPServer(listeners["http"], Handler, ssl_context=args.tls, max_connections=args.max_connections)
     try:
         with (
             listeners,

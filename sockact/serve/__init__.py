@@ -7,7 +7,7 @@ close idle keep-alive connections, and give up after a drain timeout ("the hamme
 Nothing here is imported by ``import sockact``.
 """
 
-from ._aio import ConnectionSet
+from ._aio import Acceptor, ConnectionSet, stop_accepting
 from ._stdlib import HTTPRequestHandler, HTTPServer
 
-__all__ = ["ConnectionSet", "HTTPRequestHandler", "HTTPServer"]
+__all__ = ["Acceptor", "ConnectionSet", "HTTPRequestHandler", "HTTPServer", "stop_accepting"]

@@ -2,15 +2,42 @@
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import asyncio
+    import socket
+    import ssl
     import threading
 
-__all__ = ["ConnectionSet"]
+log = logging.getLogger("sockact.serve")
+
+__all__ = ["Acceptor", "ConnectionSet", "stop_accepting"]
+
+
+async def stop_accepting(sockets: Iterable[socket.socket]) -> None:
+    """Stop the running loop accepting on ``sockets`` without closing them, and let connections it
+    already accepted reach their protocol.
+
+    Call it before an asyncio ``Server.close()`` (which a server's own graceful shutdown does): a
+    connection the loop has accept()ed becomes a transport only a loop iteration later, and if
+    ``Server.close()`` runs in between, CPython 3.11's ``Server._attach()`` asserts, the connection is
+    dropped and its client gets a reset — during a hand-over, that is a failed request.
+    """
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    for sock in sockets:
+        try:
+            if sock.fileno() >= 0:
+                loop.remove_reader(sock.fileno())
+        except (NotImplementedError, ValueError):
+            pass
+    for _ in range(5):  # accept task → transport → connection_made(): a few iterations
+        await asyncio.sleep(0)
 
 
 class ConnectionSet:
@@ -27,6 +54,8 @@ class ConnectionSet:
         self._busy: dict[asyncio.BaseTransport, bool | None] = {}  # None: no request yet
         self.draining = False
         self._empty: asyncio.Event | None = None
+        #: Called with each discarded transport (an :class:`Acceptor` counts connections per listener).
+        self.on_discard: list[Callable[[asyncio.BaseTransport], None]] = []
 
     def __len__(self) -> int:
         return len(self._busy)
@@ -50,6 +79,8 @@ class ConnectionSet:
     def discard(self, transport: asyncio.BaseTransport) -> None:
         """The connection is gone."""
         self._busy.pop(transport, None)
+        for callback in self.on_discard:
+            callback(transport)
         if not self._busy and self._empty is not None:
             self._empty.set()
 
@@ -59,18 +90,7 @@ class ConnectionSet:
         import asyncio
 
         servers = list(servers)
-        loop = asyncio.get_running_loop()
-        # Stop accepting first, close later: a connection the loop has accept()ed is turned into a
-        # transport by a task a loop iteration later, and if Server.close() ran in between, CPython
-        # 3.11's Server._attach() asserts, the connection is dropped, and the client gets a reset.
-        for server in servers:
-            for sock in getattr(server, "sockets", None) or ():
-                try:
-                    loop.remove_reader(sock.fileno())
-                except (NotImplementedError, ValueError):
-                    pass
-        for _ in range(5):  # accept task → transport → connection_made(): a few iterations
-            await asyncio.sleep(0)
+        await stop_accepting(sock for server in servers for sock in getattr(server, "sockets", None) or ())
         for server in servers:
             server.close()
         self.draining = True
@@ -88,3 +108,133 @@ class ConnectionSet:
         for transport in cut:
             transport.abort()  # type: ignore[attr-defined]
         return len(cut)
+
+
+class Acceptor:
+    """Accept connections on listening sockets for an asyncio protocol — ``loop.create_server(sock=)``
+    for sockact's listeners, plus TLS and a per-listener connection limit.
+
+    ``protocol_factory``'s protocols must report to ``connections`` (see :class:`ConnectionSet`).
+    ``ssl``: serve TLS (the handshake runs in its own task). ``max_connections``: with that many
+    connections open from one listener, stop accepting on it until one closes — the kernel's backlog
+    holds new clients meanwhile and no fd is taken for them; EMFILE and the like pause accepting for a
+    second instead of failing. Pass the acceptor to :meth:`ConnectionSet.drain` as a server.
+    """
+
+    def __init__(
+        self,
+        sockets: Iterable[socket.socket],
+        protocol_factory: Callable[[], asyncio.BaseProtocol],
+        connections: ConnectionSet,
+        *,
+        ssl: ssl.SSLContext | None = None,
+        max_connections: int | None = None,
+    ) -> None:
+        if max_connections is not None and max_connections < 1:
+            raise ValueError(f"max_connections must be at least 1, not {max_connections}")
+        self.sockets = list(sockets)
+        self.protocol_factory = protocol_factory
+        self.connections = connections
+        self.ssl = ssl
+        self.max_connections = max_connections
+        self._open = {sock: 0 for sock in self.sockets}
+        self._paused: set[socket.socket] = set()
+        self._owner: dict[asyncio.BaseTransport, socket.socket] = {}
+        self._lost_early: set[asyncio.BaseTransport] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closed = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        connections.on_discard.append(self._discarded)
+
+    def start(self) -> Acceptor:
+        """Start accepting on every socket (made non-blocking) in the running loop."""
+        import asyncio
+
+        self._loop = asyncio.get_running_loop()
+        for sock in self.sockets:
+            sock.setblocking(False)
+            self._loop.add_reader(sock.fileno(), self._accept, sock)
+        return self
+
+    def paused(self, sock: socket.socket) -> bool:
+        """Whether accepting on ``sock`` is paused (at the limit, or after EMFILE)."""
+        return sock in self._paused
+
+    def open_connections(self, sock: socket.socket) -> int:
+        return self._open[sock]
+
+    def close(self) -> None:
+        """Stop accepting and close this process's copies of the sockets (close, never shutdown:
+        a successor may share them). Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        for sock in self.sockets:
+            if self._loop is not None and sock not in self._paused and sock.fileno() >= 0:
+                self._loop.remove_reader(sock.fileno())
+            sock.close()
+
+    def _pause(self, sock: socket.socket) -> None:
+        if sock not in self._paused and self._loop is not None:
+            self._paused.add(sock)
+            self._loop.remove_reader(sock.fileno())
+
+    def _resume(self, sock: socket.socket) -> None:
+        if sock in self._paused and not self._closed and self._loop is not None:
+            self._paused.discard(sock)
+            self._loop.add_reader(sock.fileno(), self._accept, sock)
+
+    def _accept(self, sock: socket.socket) -> None:
+        assert self._loop is not None
+        for _ in range(100):  # bounded per wake-up, as asyncio's own accept loop is
+            if self.max_connections is not None and self._open[sock] >= self.max_connections:
+                self._pause(sock)
+                return
+            try:
+                conn, _ = sock.accept()
+            except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+                return
+            except OSError as exc:  # EMFILE, ENFILE, ENOBUFS, ENOMEM: let connections wait in the backlog
+                log.warning("accept() on %s failed: %s; pausing accepting for 1 s", sock.getsockname(), exc)
+                self._pause(sock)
+                self._loop.call_later(1.0, self._resume, sock)
+                return
+            conn.setblocking(False)
+            self._open[sock] += 1
+            task = self._loop.create_task(self._connect(sock, conn))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _connect(self, sock: socket.socket, conn: socket.socket) -> None:
+        assert self._loop is not None
+        try:
+            transport, _ = await self._loop.connect_accepted_socket(self.protocol_factory, conn, ssl=self.ssl)
+        except Exception as exc:  # a failed TLS handshake, a reset: that client's problem only
+            log.info("connection from %s failed before its first request: %s", _peer(conn), exc)
+            conn.close()
+            self._release(sock)
+            return
+        if transport in self._lost_early:  # closed before connect_accepted_socket() returned
+            self._lost_early.discard(transport)
+            self._release(sock)
+        else:
+            self._owner[transport] = sock
+
+    def _discarded(self, transport: asyncio.BaseTransport) -> None:
+        sock = self._owner.pop(transport, None)
+        if sock is None:
+            self._lost_early.add(transport)
+        else:
+            self._release(sock)
+
+    def _release(self, sock: socket.socket) -> None:
+        self._open[sock] -= 1
+        if self.max_connections is None or self._open[sock] < self.max_connections:
+            self._resume(sock)
+
+
+def _peer(conn: socket.socket) -> object:
+    try:
+        return conn.getpeername()
+    except OSError:
+        return "?"

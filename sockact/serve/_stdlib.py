@@ -6,6 +6,7 @@ import http.server
 import os
 import select
 import socket
+import ssl
 import threading
 import time
 from typing import Any
@@ -22,11 +23,25 @@ class HTTPServer(http.server.ThreadingHTTPServer):
     their request (the response says ``Connection: close``), serves the first request of new ones
     (their client is sending it and would not retry), and after ``timeout`` shuts down what is left.
     Use with :class:`HTTPRequestHandler` (or its methods mixed into your handler).
+
+    ``ssl_context``: serve HTTPS — each accepted connection is wrapped, its handshake done by its own
+    thread, never the accept loop. ``max_connections``: at that many open connections, stop
+    accepting until one closes; the kernel's backlog holds new clients meanwhile, and no fd is taken
+    for them (rather than EMFILE, or a thread per connection without bound).
     """
 
     daemon_threads = True
 
-    def __init__(self, sock: socket.socket, handler: type[http.server.BaseHTTPRequestHandler]) -> None:
+    def __init__(
+        self,
+        sock: socket.socket,
+        handler: type[http.server.BaseHTTPRequestHandler],
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+        max_connections: int | None = None,
+    ) -> None:
+        if max_connections is not None and max_connections < 1:
+            raise ValueError(f"max_connections must be at least 1, not {max_connections}")
         super().__init__(("", 0), handler, bind_and_activate=False)
         self.socket.close()  # the socket TCPServer made; we serve on the one we were given
         # Non-blocking (as asyncio does; systemd hands sockets over blocking): during a hand-over a
@@ -37,11 +52,31 @@ class HTTPServer(http.server.ThreadingHTTPServer):
         self.address_family = sock.family
         self.server_address = sock.getsockname()
         self.draining = False
+        self.ssl_context = ssl_context
+        self.max_connections = max_connections
+        self._stopping = False
         self._lock = threading.Lock()
+        self._below_limit = threading.Condition(self._lock)
         self._busy: dict[socket.socket, bool | None] = {}  # None: accepted, no request yet
         self._drain_deadline = 0.0
         self._all_closed = threading.Condition(self._lock)
         self._wake_r, self._wake_w = os.pipe2(os.O_CLOEXEC)
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        conn, address = self.socket.accept()
+        if self.ssl_context is not None:
+            conn = self.ssl_context.wrap_socket(conn, server_side=True, do_handshake_on_connect=False)
+        return conn, address
+
+    def _handle_request_noblock(self) -> None:
+        # At the limit, do not accept (the client waits in the backlog) until a connection closes.
+        if self.max_connections is not None:
+            with self._lock:
+                while len(self._busy) >= self.max_connections and not self._stopping:
+                    self._below_limit.wait(0.5)
+                if self._stopping:
+                    return
+        super()._handle_request_noblock()  # type: ignore[misc]
 
     def process_request(self, request: Any, client_address: Any) -> None:
         with self._lock:
@@ -51,6 +86,7 @@ class HTTPServer(http.server.ThreadingHTTPServer):
     def shutdown_request(self, request: Any) -> None:
         with self._lock:
             self._busy.pop(request, None)
+            self._below_limit.notify()
             if not self._busy:
                 self._all_closed.notify_all()
         super().shutdown_request(request)
@@ -95,6 +131,9 @@ class HTTPServer(http.server.ThreadingHTTPServer):
         Must not be called from the thread running ``serve_forever``. ``hammer``, when set (e.g. by a
         second SIGTERM), ends the wait at once.
         """
+        with self._lock:
+            self._stopping = True
+            self._below_limit.notify_all()
         self.shutdown()  # the accept loop ends; until then it still serves normally
         self.socket.close()  # close, never shutdown(): a successor may share this socket
         deadline = time.monotonic() + timeout
@@ -134,10 +173,12 @@ def _buffered(conn: socket.socket, rfile: Any) -> bool:
     try:
         if rfile.peek(1):
             return True
+        if isinstance(conn, ssl.SSLSocket):
+            return True  # peek() read b"" without SSLWantReadError: the peer closed
         conn.recv(1, socket.MSG_PEEK)  # b"" is EOF: the handler reads it and ends the connection
         return True
-    except BlockingIOError:
-        return False
+    except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+        return False  # nothing yet (over TLS: no application data yet, or a handshake in progress)
     except OSError:
         return True  # a reset or error: let the handler read it and finish
     finally:

@@ -1,0 +1,124 @@
+"""Run an ASGI (or WSGI) app with hypercorn on sockact's listeners, with in-place reload.
+
+    from sockact.integrations import hypercorn as sockact_hypercorn
+    sockact_hypercorn.run(app, "127.0.0.1:8000", drain_timeout=30, certfile=..., keyfile=...)
+
+The sockets go to hypercorn's asyncio worker as they are (TCP, IPv6 or unix); hypercorn's signal
+handling is replaced by the upgrader's, and its graceful shutdown (``graceful_timeout`` :=
+``drain_timeout``) drains. Other keyword arguments set ``hypercorn.config.Config`` attributes
+(``certfile=``, ``keyfile=``, ``keep_alive_timeout=``…); with a certificate every listener serves TLS.
+hypercorn re-``listen()``s each socket with ``Config.backlog``: sockact sets it to ``socket.SOMAXCONN``
+(systemd's default Backlog=) unless given.
+
+hypercorn 0.18's connection close does not catch ``ssl.SSLError``; a TLS client that sends a request
+on a keep-alive connection while hypercorn closes it (the ordinary idle-close race of a drain) then
+fails hypercorn's whole graceful shutdown and cuts every request still in flight. :func:`serve`
+installs a ``TCPServer`` subclass in ``hypercorn.asyncio.run`` that treats that error as the
+connection being closed, which it is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import MutableMapping
+from typing import Any
+
+from ..serve import stop_accepting
+from ._service import Listen, Service, finish, ready_async
+
+__all__ = ["run", "serve"]
+
+
+def run(app: Any, listen: Listen = "127.0.0.1:8000", **options: Any) -> str:
+    """:func:`serve` in a new event loop: serve ``app`` until a successor took over (``"upgraded"``)
+    or a stop signal (``"stop"``), then drain; ``"failed"`` if hypercorn stopped by itself.
+
+    Raises:
+        SockactError: the listeners could not be taken or bound.
+        AttributeError: a keyword is not a hypercorn Config attribute.
+    """
+    return asyncio.run(serve(app, listen, **options))
+
+
+async def serve(
+    app: Any,
+    listen: Listen = "127.0.0.1:8000",
+    *,
+    drain_timeout: float = 30.0,
+    ready_timeout: float = 60.0,
+    pidfile: str | None = None,
+    environ: MutableMapping[str, str] | None = None,
+    **config: Any,
+) -> str:
+    """:func:`run` in the running loop (the common options: :mod:`sockact.integrations`)."""
+    from hypercorn.asyncio.run import worker_serve
+    from hypercorn.config import Config, Sockets
+    from hypercorn.utils import wrap_app
+
+    _tolerate_tls_close_errors()
+    cfg = Config()
+    cfg.graceful_timeout = drain_timeout
+    cfg.backlog = socket.SOMAXCONN
+    for key, value in config.items():
+        if not hasattr(cfg, key):
+            raise AttributeError(f"hypercorn's Config has no option {key!r}")
+        setattr(cfg, key, value)
+    with Service(
+        listen, drain_timeout=drain_timeout, ready_timeout=ready_timeout, pidfile=pidfile, environ=environ
+    ) as service:
+        secure = cfg.ssl_enabled
+        sockets = Sockets(
+            secure_sockets=service.sockets if secure else [],
+            insecure_sockets=[] if secure else service.sockets,
+            quic_sockets=[],
+        )
+        accepting = asyncio.Event()
+        shutdown = asyncio.Event()
+
+        async def trigger() -> None:  # hypercorn awaits this once every server accepts
+            accepting.set()
+            await shutdown.wait()
+
+        task = asyncio.ensure_future(
+            worker_serve(wrap_app(app, cfg.wsgi_max_body_size, None), cfg, sockets=sockets, shutdown_trigger=trigger)
+        )
+        started = asyncio.ensure_future(accepting.wait())
+        await asyncio.wait([task, started], return_when=asyncio.FIRST_COMPLETED)
+        if task.done():
+            started.cancel()
+            await task
+            return "failed"
+        await ready_async(service, "hypercorn")
+        waiting = asyncio.ensure_future(service.upgrader.wait_async())
+        await asyncio.wait([task, waiting], return_when=asyncio.FIRST_COMPLETED)
+        if task.done():
+            waiting.cancel()
+            await task
+            return "failed"
+        outcome = waiting.result()
+        await stop_accepting(service.sockets)
+        shutdown.set()
+        await finish(task, service.upgrader.hammer, task.cancel)
+        return outcome
+
+
+def _tolerate_tls_close_errors() -> None:
+    import ssl
+
+    import hypercorn.asyncio.run as hypercorn_run
+    from hypercorn.asyncio.tcp_server import TCPServer
+
+    if getattr(hypercorn_run, "TCPServer", None) is not TCPServer:  # ours already, or a changed hypercorn
+        return
+
+    class Server(TCPServer):
+        _sockact = True
+
+        async def _close(self) -> None:
+            try:
+                await super()._close()
+            except ssl.SSLError:  # e.g. APPLICATION_DATA_AFTER_CLOSE_NOTIFY: the client spoke as we closed
+                await self.idle_task.stop()
+
+    hypercorn_run.TCPServer = Server  # type: ignore[attr-defined]

@@ -1,0 +1,127 @@
+"""Each server integration under load: standalone and under systemd-socket-activate (TCP and a unix
+socket), 10 reloads with 0 failed requests, a request in flight across a reload and across SIGTERM,
+and READY=1 only once the server accepts."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from sockact import NotifyReceiver
+from sockact._loadgen import get
+from sockact.integrations import gunicorn as sockact_gunicorn
+
+from conftest import need_module, need_tool
+from helpers import PY, ROOT, child_env, free_port
+from reloads import assert_zero_downtime, become_subreaper, reloads_under_load
+
+RELOADS = 10
+SERVERS = ["uvicorn", "hypercorn", "aiohttp", "tornado", "waitress"]
+MODES = ["standalone", "activate-tcp", "activate-unix"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def subreaper() -> None:
+    become_subreaper()
+
+
+def example(server: str) -> str:
+    return os.path.join(ROOT, "examples", f"{server}_app.py")
+
+
+def wrap(mode: str, argv: list[str], address: str) -> list[str]:
+    """``argv`` as it runs in ``mode``: as is, or started by systemd-socket-activate on ``address``."""
+    if mode == "standalone":
+        return argv
+    tool = need_tool("systemd-socket-activate")
+    return [tool, "-l", address, "--fdname=http", "-E", "PYTHONPATH", *argv]
+
+
+def where(mode: str, tmp_path: object) -> tuple[int | str, str]:
+    if mode == "activate-unix":
+        path = os.path.join(str(tmp_path), "http.sock")
+        return path, path
+    port = free_port()
+    return port, f"127.0.0.1:{port}"
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("server", SERVERS)
+def test_reloads_under_load(server: str, mode: str, tmp_path: object) -> None:
+    need_module(server)
+    target, address = where(mode, tmp_path)
+    argv = [PY, example(server), "--listen", address, "--drain-timeout", "10"]
+    run = reloads_under_load(
+        wrap(mode, argv, address), target, child_env(), os.path.join(str(tmp_path), "log"), RELOADS
+    )
+    assert_zero_downtime(run, RELOADS)
+    assert str(run["output"]).count("upgraded; drained") == RELOADS
+
+
+@pytest.mark.parametrize("server", SERVERS)
+def test_ready_once_accepting(server: str, tmp_path: object) -> None:
+    """READY=1 comes from the server's pid, and a request sent the moment it arrives is answered by it."""
+    need_module(server)
+    port = free_port()
+    with NotifyReceiver() as receiver:
+        env = child_env({"NOTIFY_SOCKET": receiver.address})
+        proc = subprocess.Popen([PY, example(server), "--listen", f"127.0.0.1:{port}"], env=env)
+        try:
+            message = receiver.receive(timeout=30)
+            assert message is not None and message.get("READY") == "1", message
+            assert message.pid == proc.pid
+            assert get("127.0.0.1", port, timeout=10) == (200, proc.pid)
+        finally:
+            proc.terminate()
+            assert proc.wait(20) == 0
+
+
+@pytest.mark.parametrize("server", ["uvicorn", "hypercorn", "aiohttp"])
+def test_ready_waits_for_the_app_start_up(server: str, tmp_path: object) -> None:
+    """While the app's start-up (lifespan / on_startup) has not finished, no READY=1; then READY=1."""
+    need_module(server)
+    port = free_port()
+    gate = os.path.join(str(tmp_path), "gate")
+    with NotifyReceiver() as receiver:
+        env = child_env({"NOTIFY_SOCKET": receiver.address})
+        argv = [PY, os.path.join(ROOT, "tests", "gated_app.py"), server, gate, f"127.0.0.1:{port}"]
+        proc = subprocess.Popen(argv, env=env)
+        try:
+            early = receiver.receive(timeout=1.5)
+            assert early is None, f"READY before the app started: {early and early.fields}"
+            open(gate, "w").close()
+            message = receiver.receive(timeout=30)
+            assert message is not None and message.get("READY") == "1", message
+            assert get("127.0.0.1", port, timeout=10) == (200, proc.pid)
+        finally:
+            proc.terminate()
+            assert proc.wait(20) == 0
+
+
+def test_import_sockact_imports_no_server() -> None:
+    code = (
+        "import sys, sockact, sockact.integrations, sockact.serve\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "{'uvicorn','hypercorn','aiohttp','tornado','waitress','gunicorn','asyncio'}))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], env=child_env(), capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_gunicorn_under_sockact_run(mode: str, tmp_path: object) -> None:
+    """gunicorn as a plain child of ``sockact run``: it takes fd 3 by its own LISTEN_FDS support and
+    sends READY=1; each reload starts a new gunicorn and SIGTERMs the old one (gunicorn's graceful stop)."""
+    need_module("gunicorn")
+    target, address = where(mode, tmp_path)
+    gunicorn_args = ["--chdir", os.path.join(ROOT, "examples"), "--worker-class", "gthread", "--threads", "4"]
+    gunicorn_args += ["--control-socket", os.path.join(str(tmp_path), "gunicorn.ctl")]
+    listen = address if mode == "standalone" else None
+    argv = sockact_gunicorn.command("waitress_app:app", gunicorn_args, listen=listen, drain_timeout=10, python=PY)
+    run = reloads_under_load(
+        wrap(mode, argv, address), target, child_env(), os.path.join(str(tmp_path), "log"), RELOADS, signal_started=True
+    )
+    assert_zero_downtime(run, RELOADS)
