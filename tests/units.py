@@ -8,7 +8,8 @@ import sys
 from helpers import ROOT
 
 UNITS_DIR = os.path.join(ROOT, "units")
-PORTS = {"sockact-http": 8000, "sockact-asyncio": 8001}
+PORTS = {"sockact-http": 8000, "sockact-asyncio": 8001, "sockact-uvicorn": 8002, "sockact-hypercorn": 8003}
+PORTS |= {"sockact-aiohttp": 8004, "sockact-tornado": 8005, "sockact-waitress": 8006, "sockact-gunicorn": 8007}
 
 
 def shipped_pairs() -> list[str]:
@@ -31,3 +32,9 @@ def localized(name: str, port: int | None = None, log: str | None = None) -> dic
             text = text.replace("[Service]\n", f"[Service]\nStandardOutput=append:{log}\nStandardError=append:{log}\n")
         out[name + suffix] = text
     return out
+
+
+def supervised(name: str) -> bool:
+    """Whether the pair runs its server under ``sockact run`` (MainPID stays sockact's)."""
+    with open(os.path.join(UNITS_DIR, name + ".service")) as f:
+        return "-m sockact run" in f.read()
