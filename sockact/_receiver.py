@@ -81,12 +81,20 @@ class NotifyReceiver:
 
     ``allowed_pids``: when not None, datagrams from any other pid (or without credentials) are
     logged and dropped, their fds closed. ``address`` is the value for the child's NOTIFY_SOCKET.
+    A BARRIER=1 is acknowledged at once (its fd closed) unless ``hold_barriers``: then the message
+    keeps its fd and its sender waits until the caller closes it.
     """
 
     def __init__(
-        self, *, abstract: bool = False, directory: str | None = None, allowed_pids: Iterable[int] | None = None
+        self,
+        *,
+        abstract: bool = False,
+        directory: str | None = None,
+        allowed_pids: Iterable[int] | None = None,
+        hold_barriers: bool = False,
     ) -> None:
         self.allowed_pids: set[int] | None = set(allowed_pids) if allowed_pids is not None else None
+        self.hold_barriers = hold_barriers
         self._dir: str | None = None
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
         try:
@@ -156,7 +164,7 @@ class NotifyReceiver:
             log.warning("notify receiver %s: dropped a message from pid %s: %s", self.address, pid, reason)
             message.close()
             return None
-        if message.get("BARRIER") == "1":
+        if message.get("BARRIER") == "1" and not self.hold_barriers:
             message.close()  # a barrier is acknowledged by closing its fd (sd_notify_barrier(3))
         return message
 

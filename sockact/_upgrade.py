@@ -22,6 +22,7 @@ before the successor (whose ``sockact.ready()`` waits on a barrier of its own) s
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import select
@@ -35,7 +36,7 @@ from ._env import UPSTREAM_NOTIFY_VAR
 from ._errors import NotifyError, UpgradeError
 from ._listeners import Listeners
 from ._notify import barrier, notify, reloading, stopping
-from ._receiver import NotifyReceiver, _readable
+from ._receiver import Message, NotifyReceiver, _readable
 from ._signals import SignalPipe
 from ._spawn import Child, default_command, spawn
 
@@ -43,6 +44,9 @@ __all__ = ["PIDFILE_VAR", "Upgrader", "write_pidfile"]
 
 #: Where an app started by a sockact-generated unit learns its PID file (the unit's PIDFile=).
 PIDFILE_VAR = "SOCKACT_PIDFILE"
+
+#: After a successor's READY=1, how long to wait for the BARRIER=1 that sockact.ready() sends next.
+BARRIER_WAIT = 1.0
 
 log = logging.getLogger("sockact.upgrade")
 
@@ -304,7 +308,7 @@ class Upgrader:
             reloading("upgrading: starting successor", environ=upstream)
             if self.before_spawn is not None:
                 self.before_spawn()
-            with NotifyReceiver() as receiver:
+            with NotifyReceiver(hold_barriers=True) as receiver:
                 names = [self.listeners.fdnames[key] for key in self.listeners]
                 fds = [sock.fileno() for sock in self.listeners.values()]
                 child = spawn(
@@ -316,9 +320,15 @@ class Upgrader:
                     upstream_notify_socket=upstream.get("NOTIFY_SOCKET", ""),  # "": no manager above us
                 )
                 receiver.allow(child.pid)
-                self._await_ready(receiver, child)
-                self._hand_over(child, upstream)
-                receiver.receive(timeout=0)  # its BARRIER, if already queued: closing its fd releases it
+                held = self._await_ready(receiver, child)
+                try:
+                    self._hand_over(child, upstream)
+                finally:
+                    if held is not None:
+                        held.close()  # releases the successor's barrier: it now talks to the manager
+                late = receiver.receive(timeout=0)  # a BARRIER that came late: closing its fd releases it
+                if late is not None:
+                    late.close()
         except BaseException as exc:
             self._move("failed")
             if child is not None:
@@ -327,20 +337,27 @@ class Upgrader:
                 child.close()
             reason = str(exc) if isinstance(exc, UpgradeError) else f"{type(exc).__name__}: {exc}"
             log.error("upgrade failed, still serving: %s", reason)
-            try:  # READY=1 is owed after RELOADING=1; a failure here must not hide the upgrade's own error
-                notify({"READY": 1, "STATUS": f"upgrade failed, still serving: {reason}"[:400]}, environ=upstream)
-            except NotifyError as notify_exc:
-                log.error("could not tell the manager either: %s", notify_exc)
+            # READY=1 is owed after RELOADING=1 (else the unit stays "reloading"); a failure here must
+            # not hide the upgrade's own error.
+            _notify_soon({"READY": 1, "STATUS": f"upgrade failed, still serving: {reason}"[:400]}, upstream)
+            if isinstance(exc, OSError):  # EMFILE, ENOMEM, a vanished PID file directory…
+                raise UpgradeError(f"upgrade failed, still serving: {reason}") from exc
             raise
         self._move("ready")
         self.successor = child
         return child
 
-    def _await_ready(self, receiver: NotifyReceiver, child: Child) -> None:
+    def _await_ready(self, receiver: NotifyReceiver, child: Child) -> Message | None:
+        """Wait for the successor's READY=1, then (up to BARRIER_WAIT s) for the BARRIER=1 that
+        ``sockact.ready()`` sends right after it. That message is returned unclosed — holding its fd
+        keeps the successor waiting until the hand-over is done — and it proves the successor
+        survived its READY=1: one that sends READY=1 and dies at once fails the upgrade here,
+        before the manager is told anything. None: READY=1 came without a barrier (not sockact)."""
         deadline = time.monotonic() + self.ready_timeout
         watched = [receiver.fileno()] + ([child.pidfd] if child.pidfd is not None else [])
         if self._signals is not None:
             watched.append(self._signals.fileno())
+        ready_at: float | None = None
         while True:
             if self._signals is not None:
                 self._take_signals(0)
@@ -348,14 +365,20 @@ class Upgrader:
                     raise _StopRequested(f"stop requested while successor pid {child.pid} was starting")
             message = receiver.receive_nowait()
             if message is not None:
+                if ready_at is not None and message.get("BARRIER") == "1":
+                    return message
                 message.close()
-                if message.get("READY") == "1":
-                    return
+                if message.get("READY") == "1" and ready_at is None:
+                    ready_at = time.monotonic()
                 continue
             code = child.poll()
             if code is not None:
-                raise UpgradeError(f"successor pid {child.pid} exited with {_describe(code)} before READY=1")
-            remaining = deadline - time.monotonic()
+                when = "right after READY=1" if ready_at is not None else "before READY=1"
+                raise UpgradeError(f"successor pid {child.pid} exited with {_describe(code)} {when}")
+            now = time.monotonic()
+            if ready_at is not None and now - ready_at >= BARRIER_WAIT:
+                return None
+            remaining = deadline - now if ready_at is None else ready_at + BARRIER_WAIT - now
             if remaining <= 0:
                 child.terminate(5)
                 raise UpgradeError(f"successor pid {child.pid} sent no READY=1 within {self.ready_timeout} s")
@@ -375,6 +398,25 @@ class Upgrader:
                 # The hand-over datagram was delivered; only its acknowledgement is late. Undoing the
                 # hand-over now would kill a successor that is serving and may already be MainPID.
                 log.warning("hand-over sent, but the manager did not confirm it: %s", exc)
+
+
+#: errnos that a moment may cure (the fd table or kernel buffers are full)
+_TRANSIENT = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM, errno.EAGAIN}
+
+
+def _notify_soon(fields: dict[str, object], upstream: MutableMapping[str, str], attempts: int = 20) -> None:
+    """notify(), retried for up to ~2 s while the failure is transient (EMFILE…); logged if it never
+    gets through — the caller is already on a failure path and must keep serving."""
+    for attempt in range(attempts):
+        try:
+            notify(fields, environ=upstream)
+            return
+        except NotifyError as exc:
+            if exc.errno in _TRANSIENT and attempt + 1 < attempts:
+                time.sleep(0.1)
+                continue
+            log.error("could not tell the manager either: %s", exc)
+            return
 
 
 def _describe(code: int) -> str:

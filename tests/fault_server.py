@@ -1,12 +1,16 @@
 """The stdlib example server, but with a successor command chosen by the test (fault injection).
 
-python tests/fault_server.py LISTEN SUCCESSOR_JSON READY_TIMEOUT
+python tests/fault_server.py LISTEN SUCCESSOR_JSON READY_TIMEOUT [PIDFILE]
+
+With FAULT_FILL_FDS=1 in the environment, every upgrade starts with this process's fd table full
+(RLIMIT_NOFILE reached); the fds are released half a second later.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import resource
 import sys
 import threading
 
@@ -19,11 +23,34 @@ import sockact  # noqa: E402
 from sockact.serve import HTTPServer  # noqa: E402
 
 
+def fill_fds() -> None:
+    """Open /dev/null until EMFILE (bounded by a lowered RLIMIT_NOFILE); release them 0.5 s later."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(soft, 4096), hard))
+    held = []
+    try:
+        for _ in range(5000):
+            held.append(os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC))
+    except OSError:
+        pass
+
+    def release() -> None:
+        for fd in held:
+            os.close(fd)
+
+    threading.Timer(0.5, release).start()
+
+
 def main() -> int:
     listen, successor, ready_timeout = sys.argv[1], json.loads(sys.argv[2]), float(sys.argv[3])
+    pidfile = sys.argv[4] if len(sys.argv) > 4 else None
     listeners = sockact.get_listeners({"http": listen})
     server = HTTPServer(listeners["http"], Handler)
-    with listeners, sockact.Upgrader(listeners, command=successor, ready_timeout=ready_timeout) as upgrader:
+    before = fill_fds if os.environ.get("FAULT_FILL_FDS") == "1" else None
+    upgrader = sockact.Upgrader(
+        listeners, command=successor, ready_timeout=ready_timeout, pidfile=pidfile, before_spawn=before
+    )
+    with listeners, upgrader:
         threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
         listeners.close_unclaimed()
         sockact.ready()

@@ -179,6 +179,12 @@ def test_reloads_under_real_systemd(sandbox: tuple, handover: str, access: str) 
     main_pids.append(settle(box, name, port, set(main_pids)))
     assert int(box.show(service, "NRestarts")) == restarts + 1, logs(box, name)
 
+    # The same for a segfault after a few more reloads.
+    reload_under_load(box, name, port, 3, main_pids)
+    box.run("kill", "-SEGV", str(main_pids[-1]))
+    main_pids.append(settle(box, name, port, set(main_pids)))
+    assert int(box.show(service, "NRestarts")) == restarts + 2, logs(box, name)
+
     # `systemctl stop` after all that drains an in-flight request (200, not a reset).
     box.systemctl("reload", service)
     main_pids.append(settle(box, name, port, set(main_pids)))

@@ -110,10 +110,15 @@ async def drain(server: HTTPServer, timeout: float, hammer: threading.Event | No
     states: dict[Any, bool | None] = server.__dict__.setdefault("states", {})
     deadline = time.monotonic() + timeout
     closing: dict[Any, asyncio.Future[None]] = {}
+    idle_before: set[Any] = set()
     while True:
-        for conn, state in list(states.items()):
-            if state is False and conn not in closing and not _arriving(conn):
+        # Idle on two looks in a row, with nothing arriving: tornado reads a request's head and calls
+        # headers_received() a loop iteration later, so one look could catch a request in between.
+        idle_now = {conn for conn, state in states.items() if state is False and not _arriving(conn)}
+        for conn in idle_now & idle_before:
+            if conn not in closing:
                 closing[conn] = asyncio.ensure_future(conn.close())
+        idle_before = idle_now
         open_ = [conn for conn in states if conn not in closing]
         if not open_ or time.monotonic() >= deadline or (hammer is not None and hammer.is_set()):
             break
