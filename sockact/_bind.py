@@ -41,8 +41,33 @@ def _reclaim_stale_unix(addr: Address, path: str) -> None:
     raise AddressError(f"cannot bind {addr.text!r}: another process is already listening on {path}")
 
 
-def bind_one(addr: Address, *, backlog: int, unix_mode: int | None = None) -> socket.socket:
-    """Create, bind and (for stream/seqpacket) listen one socket; raises AddressError naming ``addr``."""
+def unix_ids(owner: str | int | None, group: str | int | None) -> tuple[int, int]:
+    """(uid, gid) for chown() of unix sockets, -1 for "unchanged": ids as given, names looked up
+    (SocketUser=/SocketGroup= in systemd.socket(5)). Raises AddressError for an unknown name."""
+    import grp
+    import pwd
+
+    def lookup(value: str | int | None, kind: str) -> int:
+        if value is None:
+            return -1
+        if isinstance(value, int) or value.isdigit():
+            return int(value)
+        try:
+            return pwd.getpwnam(value).pw_uid if kind == "user" else grp.getgrnam(value).gr_gid
+        except KeyError:
+            raise AddressError(f"unix socket {kind} {value!r} does not exist; give a known name or a number") from None
+
+    return lookup(owner, "user"), lookup(group, "group")
+
+
+def bind_one(
+    addr: Address, *, backlog: int, unix_mode: int | None = None, unix_ids: tuple[int, int] = (-1, -1)
+) -> socket.socket:
+    """Create, bind and (for stream/seqpacket) listen one socket; raises AddressError naming ``addr``.
+
+    A unix socket file gets ``unix_mode`` (chmod) and ``unix_ids`` (chown uid, gid; -1 unchanged)
+    after bind() and before listen(), so nobody can connect while it is still open to everyone.
+    """
     family = addr.family
     sockaddr = addr.sockaddr
     if addr.dual_stack and not socket.has_ipv6:
@@ -55,6 +80,7 @@ def bind_one(addr: Address, *, backlog: int, unix_mode: int | None = None) -> so
             sock = socket.socket(family, addr.type)
         else:
             raise AddressError(f"cannot create a socket for {addr.text!r}: {exc.strerror}") from exc
+    bound_path: str | None = None
     try:
         if family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -62,19 +88,38 @@ def bind_one(addr: Address, *, backlog: int, unix_mode: int | None = None) -> so
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0 if addr.dual_stack else 1)
         elif isinstance(sockaddr, str):
             parent = os.path.dirname(sockaddr) or "."
-            if not os.path.isdir(parent):
-                raise AddressError(f"cannot bind {addr.text!r}: directory {parent} does not exist; create it first")
+            try:
+                if not stat.S_ISDIR(os.stat(parent).st_mode):
+                    raise AddressError(f"cannot bind {addr.text!r}: {parent} is not a directory")
+            except FileNotFoundError:
+                raise AddressError(
+                    f"cannot bind {addr.text!r}: directory {parent} does not exist; create it first"
+                ) from None
+            except OSError as exc:
+                raise AddressError(f"cannot bind {addr.text!r}: directory {parent}: {exc.strerror}") from exc
             _reclaim_stale_unix(addr, sockaddr)
         sock.bind(sockaddr)
-        if unix_mode is not None and isinstance(sockaddr, str):
-            os.chmod(sockaddr, unix_mode)  # before listen(): nobody can connect yet
+        bound_path = sockaddr if isinstance(sockaddr, str) and not sockaddr.startswith("\0") else None
+        if isinstance(sockaddr, str) and sockaddr:
+            if unix_ids != (-1, -1):
+                try:
+                    os.chown(sockaddr, *unix_ids)
+                except OSError as exc:
+                    raise AddressError(
+                        f"cannot give unix socket {sockaddr} to uid:gid {unix_ids[0]}:{unix_ids[1]}: "
+                        f"{exc.strerror}; changing the owner needs root (or CAP_CHOWN)"
+                    ) from exc
+            if unix_mode is not None:
+                os.chmod(sockaddr, unix_mode)  # before listen(): nobody can connect yet
         if addr.type != socket.SOCK_DGRAM:
             sock.listen(backlog)
-    except AddressError:
+    except (AddressError, OSError) as exc:
         sock.close()
-        raise
-    except OSError as exc:
-        sock.close()
+        if bound_path is not None:  # bound by us, then refused (chown, listen): leave no file behind
+            with contextlib.suppress(OSError):
+                os.unlink(bound_path)
+        if isinstance(exc, AddressError):
+            raise
         hint = {
             errno.EADDRINUSE: "the address is in use; stop the other process or pick another address",
             errno.EACCES: "permission denied; ports below 1024 need CAP_NET_BIND_SERVICE, paths need write access",
@@ -85,13 +130,17 @@ def bind_one(addr: Address, *, backlog: int, unix_mode: int | None = None) -> so
 
 
 def bind_all(
-    items: Sequence[tuple[str, Address]], *, backlog: int, unix_mode: int | None = None
+    items: Sequence[tuple[str, Address]],
+    *,
+    backlog: int,
+    unix_mode: int | None = None,
+    unix_ids: tuple[int, int] = (-1, -1),
 ) -> dict[str, socket.socket]:
     """Bind every address, or close all that were made and raise the first failure (all-or-nothing)."""
     made: dict[str, socket.socket] = {}
     try:
         for name, addr in items:
-            made[name] = bind_one(addr, backlog=backlog, unix_mode=unix_mode)
+            made[name] = bind_one(addr, backlog=backlog, unix_mode=unix_mode, unix_ids=unix_ids)
     except BaseException:
         for sock in made.values():
             with contextlib.suppress(OSError):

@@ -9,11 +9,12 @@ from collections.abc import Iterator, Mapping, MutableMapping
 from types import TracebackType
 
 from ._address import Address, kind_name, parse_address
-from ._bind import bind_all
+from ._bind import bind_all, unix_ids
 from ._env import Inherited, fdstore_max, parse_listen_fds, parse_listen_names
 from ._errors import ActivationError
 from ._fds import FdInfo, adopt_socket, claim_fds, close_fd, describe_fd, own_pidfd_id, unset_listen_vars
 from ._notify import fdstore as store_fds
+from ._procenv import hide_notify_socket, process_environ
 
 __all__ = ["Listeners", "get_listeners", "read_inherited", "DEFAULT_BACKLOG"]
 
@@ -164,6 +165,8 @@ def get_listeners(
     backlog: int = DEFAULT_BACKLOG,
     require_activation: bool = False,
     unix_mode: int | None = None,
+    unix_owner: str | int | None = None,
+    unix_group: str | int | None = None,
     environ: MutableMapping[str, str] | None = None,
     pid: int | None = None,
     fdstore: bool | None = None,
@@ -182,6 +185,10 @@ def get_listeners(
     name in LISTEN_FDS and connections wait in the backlog instead of being refused. None (default)
     does so when ``$FDSTORE`` is a positive number — systemd ≥ 254 sets it from
     FileDescriptorStoreMax=; on older systemd put the same ``Environment=FDSTORE=<n>`` in the unit.
+
+    Unix sockets bound here get ``unix_mode``, ``unix_owner`` and ``unix_group`` (names or numbers;
+    systemd.socket(5)'s SocketMode=, SocketUser=, SocketGroup=) before they listen. Inherited
+    sockets are left as their manager made them.
 
     Raises:
         ActivationError: LISTEN_* malformed; an fd not open, not a socket, or of the wrong kind for
@@ -241,7 +248,8 @@ def get_listeners(
 
     sockets: dict[str, socket.socket] = {}
     try:
-        sockets.update(bind_all(to_bind, backlog=backlog, unix_mode=unix_mode))
+        ids = unix_ids(unix_owner, unix_group)
+        sockets.update(bind_all(to_bind, backlog=backlog, unix_mode=unix_mode, unix_ids=ids))
         for name, fd in claimed.items():
             sock = adopt_socket(fd)
             sockets[name] = sock
@@ -258,7 +266,9 @@ def get_listeners(
     ordered = {name: sockets[name] for name in (fdnames if spec is not None else claimed)}
     unclaimed = {fd: names[fd] for fd in inherited.fds if fd not in claimed.values()}
     listeners = Listeners(ordered, inherited=frozenset(claimed), unclaimed=unclaimed, fdnames=fdnames)
-    env = os.environ if environ is None else environ
+    if environ is None:
+        hide_notify_socket()  # children of this process must not speak to the manager as the service
+    env = process_environ() if environ is None else environ
     if listeners.bound and (fdstore if fdstore is not None else fdstore_max(env) > 0):
         with _closing_on_error(listeners):
             for name in listeners.bound:

@@ -18,6 +18,7 @@ from collections.abc import Mapping, MutableMapping, Sequence
 from ._env import UPSTREAM_NOTIFY_VAR
 from ._errors import NotifyError
 from ._message import format_message, validate_state
+from ._procenv import process_environ
 
 __all__ = [
     "notify",
@@ -89,7 +90,7 @@ def send(
 
     Returns False only when NOTIFY_SOCKET is unset. Raises NotifyError otherwise.
     """
-    env: MutableMapping[str, str] = os.environ if environ is None else environ
+    env: MutableMapping[str, str] = process_environ() if environ is None else environ
     target = env.get("NOTIFY_SOCKET")
     if unset_environment:
         env.pop("NOTIFY_SOCKET", None)
@@ -159,7 +160,7 @@ def ready(status: str | None = None, *, environ: MutableMapping[str, str] | None
     switches NOTIFY_SOCKET to the real manager, so later messages reach systemd directly.
     """
     sent = notify({"READY": 1, **({"STATUS": status} if status is not None else {})}, environ=environ)
-    if sent and UPSTREAM_NOTIFY_VAR in (os.environ if environ is None else environ):
+    if sent and UPSTREAM_NOTIFY_VAR in (process_environ() if environ is None else environ):
         from ._upgrade import successor_handshake
 
         successor_handshake(environ)

@@ -20,6 +20,7 @@ from types import TracebackType
 
 from ._env import LISTEN_FDS_START, successor_env, trampoline
 from ._errors import UpgradeError
+from ._procenv import process_environ
 
 __all__ = ["Child", "spawn", "default_command"]
 
@@ -168,7 +169,7 @@ def spawn(
     if len(fds) != len(names):
         raise UpgradeError(f"spawn got {len(fds)} fds but {len(names)} names")
     env, pid_vars = successor_env(
-        os.environ if environ is None else environ,
+        process_environ() if environ is None else environ,
         list(names),
         notify_socket=notify_socket,
         upstream_notify_socket=upstream_notify_socket,

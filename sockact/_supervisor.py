@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from ._errors import NotifyError, UpgradeError
 from ._listeners import Listeners
 from ._notify import notify
+from ._procenv import process_environ
 from ._receiver import NotifyReceiver
 from ._signals import SignalPipe
 from ._spawn import Child, spawn
@@ -87,7 +88,7 @@ class Supervisor:
         self.reload_signal = reload_signal
         self.stop_signals = tuple(stop_signals)
         self.pidfile = pidfile
-        self.environ: MutableMapping[str, str] = os.environ if environ is None else environ
+        self.environ: MutableMapping[str, str] = process_environ() if environ is None else environ
         self.upstream = {"NOTIFY_SOCKET": self.environ["NOTIFY_SOCKET"]} if self.environ.get("NOTIFY_SOCKET") else {}
         self.current: Child | None = None
         self.pending: _Pending | None = None

@@ -36,6 +36,7 @@ from ._env import UPSTREAM_NOTIFY_VAR
 from ._errors import NotifyError, UpgradeError
 from ._listeners import Listeners
 from ._notify import barrier, notify, reloading, stopping
+from ._procenv import process_environ
 from ._receiver import Message, NotifyReceiver, _readable
 from ._signals import SignalPipe
 from ._spawn import Child, default_command, spawn
@@ -123,7 +124,7 @@ class Upgrader:
         self.listeners = listeners
         self.command = list(command) if command is not None else default_command()
         self.ready_timeout = ready_timeout
-        self.environ: MutableMapping[str, str] = os.environ if environ is None else environ
+        self.environ: MutableMapping[str, str] = process_environ() if environ is None else environ
         self.pidfile = pidfile if pidfile is not None else (self.environ.get(PIDFILE_VAR) or None)
         self.reload_signal = reload_signal
         self.stop_signals = tuple(stop_signals)
@@ -430,7 +431,7 @@ def successor_handshake(environ: MutableMapping[str, str] | None = None, timeout
 
     Returns True when it switched. Called by :func:`sockact.ready`.
     """
-    env: MutableMapping[str, str] = os.environ if environ is None else environ
+    env: MutableMapping[str, str] = process_environ() if environ is None else environ
     upstream = env.get(UPSTREAM_NOTIFY_VAR)
     if upstream is None:
         return False

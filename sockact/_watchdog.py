@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from ._env import parse_watchdog_env
 from ._errors import NotifyError
 from ._notify import watchdog_ping
+from ._procenv import process_environ
 
 if TYPE_CHECKING:
     import asyncio
@@ -28,7 +29,7 @@ log = logging.getLogger("sockact.watchdog")
 
 def watchdog_interval(environ: MutableMapping[str, str] | None = None, pid: int | None = None) -> float | None:
     """The watchdog interval in seconds from WATCHDOG_USEC, or None when unset or meant for another pid."""
-    env = os.environ if environ is None else environ
+    env = process_environ() if environ is None else environ
     usec = parse_watchdog_env(env, os.getpid() if pid is None else pid)
     return None if usec is None else usec / 1_000_000
 

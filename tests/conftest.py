@@ -38,6 +38,9 @@ def need_module(name: str) -> Any:
 
 @pytest.fixture
 def fresh_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sockact import _procenv
+
+    _procenv._reset()
     for var in (
         "LISTEN_PID",
         "LISTEN_FDS",

@@ -107,3 +107,53 @@ def test_bound_sockets_go_to_the_fd_store(fresh_env: None) -> None:
             assert manager.receive(timeout=0.2) is None  # no $FDSTORE: nothing stored
         with get_listeners({"http": "127.0.0.1:0"}, environ={"NOTIFY_SOCKET": manager.address}, fdstore=True):
             assert manager.receive(timeout=5)["FDNAME"] == "http"  # explicit opt-in (systemd < 254)
+
+
+def test_unix_socket_mode_owner_group(tmp_path: object, fresh_env: None) -> None:
+    """SocketMode=/SocketUser=/SocketGroup= for sockets bound here: applied before listen()."""
+    if os.geteuid() != 0:
+        pytest.skip("changing a file's owner needs root")
+    import grp
+    import pwd
+
+    path = os.path.join(str(tmp_path), "app.sock")
+    nobody, nogroup = pwd.getpwnam("nobody"), grp.getgrgid(pwd.getpwnam("nobody").pw_gid)
+    with get_listeners({"u": path}, unix_mode=0o660, unix_owner="nobody", unix_group=nogroup.gr_name) as ls:
+        st = os.stat(path)
+        assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (nobody.pw_uid, nogroup.gr_gid, 0o660)
+        assert ls["u"].getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN) == 1
+    path2 = os.path.join(str(tmp_path), "app2.sock")
+    with get_listeners({"u": path2}, unix_owner=4242, unix_group="4343"):
+        assert (os.stat(path2).st_uid, os.stat(path2).st_gid) == (4242, 4343)
+    with pytest.raises(AddressError, match="unix socket user 'no-such-user-x' does not exist"):
+        get_listeners({"u": os.path.join(str(tmp_path), "x.sock")}, unix_owner="no-such-user-x")
+    assert not os.path.exists(os.path.join(str(tmp_path), "x.sock"))  # refused before anything was bound
+
+
+def test_unix_socket_owner_refused_is_clear(tmp_path: object, fresh_env: None) -> None:
+    """A process that may not chown gets an AddressError naming the path, and nothing stays bound."""
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+
+    from helpers import ROOT, child_env
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root to switch to nobody")
+    directory = tempfile.mkdtemp(prefix="sockact-test-", dir="/tmp")  # reachable by nobody, unlike tmp_path
+    os.chmod(directory, 0o777)
+    path = os.path.join(directory, "app.sock")
+    code = (
+        "import grp, os, pwd, sockact  # modules first: nobody may not read this Python's files\n"
+        "os.setgid(65534); os.setuid(65534)\n"
+        f"try:\n    sockact.get_listeners({{'u': {path!r}}}, unix_owner=0)\n"
+        "except sockact.AddressError as e:\n    print(e)\n"
+    )
+    try:
+        out = subprocess.run([sys.executable, "-c", code], env=child_env(), capture_output=True, text=True, cwd=ROOT)
+        assert f"cannot give unix socket {path} to uid:gid 0:-1" in out.stdout, (out.stdout, out.stderr)
+        assert "needs root" in out.stdout
+        assert not os.path.exists(path)
+    finally:
+        shutil.rmtree(directory)

@@ -1,0 +1,115 @@
+"""Trust boundaries: what a process started by the app (a grandchild of the manager) can inherit,
+what hooks see, and who may speak for the service."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from sockact import _procenv
+
+from conftest import need_tool
+from helpers import PY, FakeSystemd, child_env, free_port, run_child, tcp_listener
+from reloads import serving_pid
+
+#: Run by the app with close_fds=False (the worst case): what did it inherit?
+PROBE = r"""
+import json, os, socket
+env = {k: v for k, v in os.environ.items() if k.startswith(("LISTEN_", "NOTIFY_", "SOCKACT_"))}
+listening = []
+for fd in map(int, os.listdir("/proc/self/fd")):
+    try:
+        s = socket.socket(fileno=os.dup(fd))
+    except OSError:
+        continue
+    with s:
+        try:
+            if s.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
+                listening.append(fd)
+        except OSError:
+            pass
+print(json.dumps({"env": env, "listening": listening}))
+"""
+
+APP = r"""
+import json, os, subprocess, sys
+import sockact
+listeners = sockact.get_listeners({"http": sys.argv[1]})
+sent = sockact.ready("probing")
+probe = subprocess.run([sys.executable, "-c", sys.argv[2]], close_fds=False, capture_output=True, text=True)
+conn, _ = listeners["http"].accept()  # the connection that activated us
+body = f"pid {os.getpid()}\n".encode()
+conn.sendall(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+conn.close()
+print(json.dumps({"ready_sent": sent, "probe": json.loads(probe.stdout), "after": sockact.status("still mine")}))
+"""
+
+
+def test_grandchildren_inherit_no_activation_state(tmp_path: object) -> None:
+    """Under systemd-socket-activate: the app gets its socket and speaks to the manager, but a process it
+    starts — even with close_fds=False — sees no LISTEN_*, no NOTIFY_SOCKET and no listening fd."""
+    tool = need_tool("systemd-socket-activate")
+    port = free_port()
+    with FakeSystemd() as systemd:
+        env = child_env({"NOTIFY_SOCKET": systemd.address})
+        argv = [tool, "-l", f"127.0.0.1:{port}", "--fdname=http", "-E", "PYTHONPATH", "-E", "NOTIFY_SOCKET"]
+        argv += [PY, "-c", APP, f"127.0.0.1:{port}", PROBE]
+        proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert serving_pid(port) == proc.pid  # the first connection starts the app, which answers it
+        out, err = proc.communicate(timeout=30)
+        assert proc.returncode == 0, err
+        report = json.loads(out)
+        assert report["probe"] == {"env": {}, "listening": []}, report
+        assert report["ready_sent"] is True and report["after"] is True  # sockact itself still speaks
+        assert systemd.wait_for(lambda m: m.get("STATUS") == "still mine").pid == proc.pid
+
+
+HOOK_APP = r"""
+import json, subprocess, sys
+import sockact
+probes = []
+def probe():
+    out = subprocess.run([sys.executable, "-c", PROBE], close_fds=False, capture_output=True, text=True).stdout
+    probes.append(json.loads(out))
+listeners = sockact.get_listeners({"inherited": "127.0.0.1:1", "bound": "127.0.0.1:0"})
+with listeners, sockact.Upgrader(listeners, command=["/bin/false"], before_spawn=probe) as upgrader:
+    try:
+        upgrader.upgrade()
+    except sockact.UpgradeError:
+        pass
+print(json.dumps(probes))
+"""
+
+
+def test_hooks_and_their_children_see_no_listening_fd() -> None:
+    """An inherited socket and a bound one, an upgrade in progress: a process a hook starts with
+    close_fds=False inherits none of them (sockact marks inherited fds close-on-exec, as libsystemd)."""
+    with tcp_listener() as inherited:
+        env = child_env({"LISTEN_PID": "SELF", "LISTEN_FDS": "1", "LISTEN_FDNAMES": "inherited"})
+        probes = run_child(f"PROBE = {PROBE!r}\n" + HOOK_APP, fds=[inherited.fileno()], env=env)
+    assert probes == [{"env": {}, "listening": []}], probes
+
+
+def test_notify_socket_leaves_the_environment_but_not_sockact(fresh_env: None) -> None:
+    """get_listeners() takes NOTIFY_SOCKET out of os.environ; sockact.notify() still reaches it."""
+    with FakeSystemd() as systemd:
+        os.environ["NOTIFY_SOCKET"] = systemd.address
+        try:
+            import sockact
+
+            with sockact.get_listeners({"http": "127.0.0.1:0"}):
+                assert "NOTIFY_SOCKET" not in os.environ
+                child = subprocess.run(
+                    [sys.executable, "-c", "import os; print(os.environ.get('NOTIFY_SOCKET'))"],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                )
+                assert child.stdout.strip() == "None"
+                assert sockact.status("hidden but working") is True
+            assert systemd.wait_for(lambda m: m.get("STATUS") == "hidden but working").pid == os.getpid()
+        finally:
+            os.environ.pop("NOTIFY_SOCKET", None)
+            _procenv._reset()
