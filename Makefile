@@ -17,8 +17,8 @@ $(VENV)/.installed: pyproject.toml
 venv: $(VENV)/.installed
 
 lint: venv
-	$(PY) -m ruff check sockact tests examples bench
-	$(PY) -m ruff format --check sockact examples bench tests
+	$(PY) -m ruff check sockact tests examples bench fuzz
+	$(PY) -m ruff format --check sockact examples bench tests fuzz
 
 typecheck: venv
 	$(PY) -m mypy

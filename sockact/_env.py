@@ -8,8 +8,10 @@ against libsystemd. The I/O layer (``_fds``) acts on the result.
 from __future__ import annotations
 
 import errno
-from collections.abc import Mapping
+import itertools
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from ._cparse import CParseError, parse_pid, safe_atoi, safe_atou64
 from ._errors import ActivationError
@@ -21,6 +23,7 @@ __all__ = [
     "parse_listen_env",
     "parse_listen_fds",
     "parse_listen_names",
+    "split_fdnames",
     "parse_watchdog_env",
     "without_listen_vars",
     "successor_env",
@@ -36,6 +39,60 @@ LISTEN_VARIABLES = ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES", "LISTEN_PIDFDI
 _INT_MAX = 2**31 - 1
 
 
+class Repeat(Sequence[Any]):
+    """A sequence computed, not stored: ``value`` n times, or ``start, start+1, …`` n numbers.
+
+    LISTEN_FDS may announce up to 2³¹−4 fds; the parser describes them without allocating them
+    (a tuple would take gigabytes — found by fuzzing), and they compare equal to the tuple they stand for.
+    """
+
+    __slots__ = ("_length", "_start", "_value")
+
+    def __init__(self, value: Any, length: int, start: int | None = None) -> None:
+        self._value, self._length, self._start = value, length, start
+
+    @classmethod
+    def counting(cls, start: int, length: int) -> Repeat:
+        return cls(None, length, start)
+
+    def __len__(self) -> int:
+        return self._length
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            return tuple(self[i] for i in range(*index.indices(self._length)))
+        if index < 0:
+            index += self._length
+        if not 0 <= index < self._length:
+            raise IndexError(index)
+        return self._value if self._start is None else self._start + index
+
+    def __iter__(self) -> Iterator[Any]:
+        if self._start is None:
+            return itertools.repeat(self._value, self._length)
+        return iter(range(self._start, self._start + self._length))
+
+    def __contains__(self, item: object) -> bool:
+        if self._start is None:
+            return self._length > 0 and item == self._value
+        return item in range(self._start, self._start + self._length)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Repeat):
+            if self._length != other._length:
+                return False
+            return self._length == 0 or (self._value, self._start) == (other._value, other._start)
+        if not isinstance(other, (tuple, list, range)):
+            return NotImplemented
+        return len(other) == self._length and all(a == b for a, b in zip(self, other))
+
+    def __hash__(self) -> int:
+        return hash((self._value, self._length, self._start))
+
+    def __repr__(self) -> str:
+        return repr(tuple(self)) if self._length <= 8 else f"<{self._length} items: {self[0]!r}, {self[1]!r}, …>"
+
+
 @dataclass(frozen=True)
 class Inherited:
     """What ``LISTEN_*`` says this process inherited: fds ``3..3+n-1`` and one name each.
@@ -43,8 +100,8 @@ class Inherited:
     ``named`` is False when ``LISTEN_FDNAMES`` was absent (every name is then ``"unknown"``).
     """
 
-    fds: tuple[int, ...] = ()
-    names: tuple[str, ...] = ()
+    fds: Sequence[int] = ()
+    names: Sequence[str] = ()
     named: bool = False
 
     def __len__(self) -> int:
@@ -60,7 +117,7 @@ def _fail(variable: str, value: str, err: int, why: str) -> ActivationError:
     )
 
 
-def parse_listen_fds(environ: Mapping[str, str], pid: int, *, pidfd_id: int | None = None) -> tuple[int, ...]:
+def parse_listen_fds(environ: Mapping[str, str], pid: int, *, pidfd_id: int | None = None) -> Sequence[int]:
     """The fds ``LISTEN_PID``/``LISTEN_FDS`` pass to ``pid``, exactly as libsystemd 252 decides.
 
     Rules (sd_listen_fds(3), sd-daemon.c):
@@ -71,11 +128,16 @@ def parse_listen_fds(environ: Mapping[str, str], pid: int, *, pidfd_id: int | No
       like a foreign ``LISTEN_PID``. Ignored when ``pidfd_id`` is None (kernel without pidfs ids).
     * ``LISTEN_FDS`` unset → nothing; unparsable, ≤ 0 or too large → ActivationError (EINVAL).
 
-    The fds are ``3 … 3+n−1``. Whether they are open is for the I/O layer to check.
+    The fds are ``3 … 3+n−1``, as a ``range``: LISTEN_FDS may say up to 2³¹−4, and only the I/O
+    layer, checking them one by one as libsystemd does, finds out how many are open (a tuple of that
+    size would take gigabytes — found by fuzzing). Whether they are open is for the I/O layer to check.
 
     Raises:
         ActivationError: with ``errno`` set as libsystemd's negative return would be.
     """
+    names_text = environ.get("LISTEN_FDNAMES")
+    if names_text is not None:
+        split_fdnames(names_text)  # libsystemd splits the names first: a syntax error wins over everything
     pid_text = environ.get("LISTEN_PID")
     if pid_text is None:
         return ()
@@ -101,13 +163,42 @@ def parse_listen_fds(environ: Mapping[str, str], pid: int, *, pidfd_id: int | No
         raise _fail("LISTEN_FDS", fds_text, exc.errno, "not a number") from exc
     if count <= 0 or count > _INT_MAX - LISTEN_FDS_START:
         raise _fail("LISTEN_FDS", fds_text, errno.EINVAL, "must be a count of at least 1")
-    return tuple(range(LISTEN_FDS_START, LISTEN_FDS_START + count))
+    return Repeat.counting(LISTEN_FDS_START, count)
 
 
-def parse_listen_names(environ: Mapping[str, str], fds: tuple[int, ...]) -> tuple[tuple[str, ...], bool]:
+def split_fdnames(text: str) -> tuple[str, ...]:
+    """Split ``LISTEN_FDNAMES`` as libsystemd 252 does (strv_split_full with
+    EXTRACT_DONT_COALESCE_SEPARATORS): on ``:``, keeping empty entries; a backslash takes the next
+    character literally (``a\\:b`` is one name ``a:b``) and is dropped; quotes are ordinary.
+
+    Raises:
+        ActivationError: a trailing lone backslash (EINVAL) — libsystemd refuses it before it even
+            looks at LISTEN_PID, found by fuzzing against it.
+    """
+    names: list[str] = []
+    current: list[str] = []
+    escaped = False
+    for char in text:
+        if escaped:
+            current.append(char)
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char == ":":
+            names.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+    if escaped:
+        raise _fail("LISTEN_FDNAMES", text, errno.EINVAL, "it ends in a lone backslash")
+    names.append("".join(current))
+    return tuple(names)
+
+
+def parse_listen_names(environ: Mapping[str, str], fds: Sequence[int]) -> tuple[Sequence[str], bool]:
     """The names of ``fds`` from ``LISTEN_FDNAMES``: ``(names, named)`` (sd_listen_fds_with_names(3)).
 
-    Split on ``:`` keeping empty entries (``""`` is one empty name); absent → every name ``unknown``
+    Split by :func:`split_fdnames` (``""`` is one empty name); absent → every name ``unknown``
     and ``named`` False; a count different from ``len(fds)`` → ActivationError (EINVAL). libsystemd
     checks this only after the fds themselves, so the I/O layer calls it after claiming them.
     """
@@ -115,8 +206,8 @@ def parse_listen_names(environ: Mapping[str, str], fds: tuple[int, ...]) -> tupl
     if not fds:
         return (), False
     if names_text is None:
-        return ("unknown",) * len(fds), False
-    names = tuple(names_text.split(":"))
+        return Repeat("unknown", len(fds)), False
+    names = split_fdnames(names_text)
     if len(names) != len(fds):
         raise _fail(
             "LISTEN_FDNAMES",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
-from collections.abc import Iterator, Mapping, MutableMapping
+from collections.abc import Iterator, Mapping, MutableMapping, Sequence
 from types import TracebackType
 
 from ._address import Address, kind_name, parse_address
@@ -48,7 +48,7 @@ def _pidfd_id(env: Mapping[str, str]) -> int | None:
     return own_pidfd_id() if "LISTEN_PIDFDID" in env else None
 
 
-def _unique_keys(names: tuple[str, ...]) -> list[str]:
+def _unique_keys(names: Sequence[str]) -> list[str]:
     """Mapping keys for inherited names: the first keeps its name, later duplicates get ``name:2``, ``name:3``.
 
     ``:`` can never occur in a real FileDescriptorName=, so a key never collides with one.

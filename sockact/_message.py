@@ -20,7 +20,10 @@ _KEY = re.compile(r"[A-Z][A-Z0-9_]*\Z")
 
 def _check_pair(key: str, value: str) -> None:
     if not _KEY.match(key):
-        raise NotifyError(f"invalid sd_notify key {key!r}: keys are upper-case letters, digits and '_' (sd_notify(3))")
+        raise NotifyError(
+            f"invalid sd_notify key {key!r}: a key is an upper-case letter, then upper-case letters, digits "
+            "and '_' (sd_notify(3))"
+        )
     if "\n" in value or "\0" in value:
         raise NotifyError(f"sd_notify value for {key} contains a newline or NUL: {value!r}; send it on one line")
 

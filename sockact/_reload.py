@@ -9,13 +9,13 @@ writes one byte to a pipe (async-signal-safe); the reload itself runs in the cal
 from __future__ import annotations
 
 import logging
-import select
 import signal
 from collections.abc import Callable, MutableMapping
 from types import TracebackType
 from typing import Any
 
 from ._notify import notify, ready, reloading
+from ._poll import readable
 from ._signals import SignalPipe
 
 __all__ = ["ReloadHandler"]
@@ -72,7 +72,7 @@ class ReloadHandler:
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the signal arrives (or ``timeout``), then run the reload; True if one ran."""
-        select.select([self.fileno()], [], [], timeout)
+        readable([self.fileno()], timeout)
         return self.run_pending()
 
     async def wait_async(self) -> bool:

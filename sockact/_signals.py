@@ -13,11 +13,12 @@ fd, its loop wakes the main thread instead and the Python-level handler writes t
 from __future__ import annotations
 
 import os
-import select
 import signal
 from collections.abc import Iterable
 from types import FrameType, TracebackType
 from typing import Any
+
+from ._poll import readable
 
 __all__ = ["SignalPipe"]
 
@@ -65,7 +66,7 @@ class SignalPipe:
     def read(self, timeout: float | None = 0) -> list[int]:
         """The signals recorded so far, waiting up to ``timeout`` seconds (None: forever) for one."""
         if timeout != 0:
-            select.select([self._read], [], [], timeout)
+            readable([self._read], timeout)
         try:
             return list(os.read(self._read, 4096))
         except BlockingIOError:

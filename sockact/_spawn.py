@@ -20,6 +20,7 @@ from types import TracebackType
 
 from ._env import LISTEN_FDS_START, successor_env, trampoline
 from ._errors import UpgradeError
+from ._poll import readable
 from ._procenv import process_environ
 
 __all__ = ["Child", "spawn", "default_command"]
@@ -101,9 +102,7 @@ class Child:
             if remaining <= 0:
                 return None
             if self.pidfd is not None:
-                import select
-
-                select.select([self.pidfd], [], [], remaining)
+                readable([self.pidfd], remaining)
             else:
                 time.sleep(min(remaining, 0.01))
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 import os
-import select
 import signal
 import time
 from collections.abc import MutableMapping, Sequence
@@ -29,6 +28,7 @@ from dataclasses import dataclass
 from ._errors import NotifyError, UpgradeError
 from ._listeners import Listeners
 from ._notify import notify
+from ._poll import readable
 from ._procenv import process_environ
 from ._receiver import NotifyReceiver
 from ._signals import SignalPipe
@@ -205,7 +205,7 @@ class Supervisor:
         timeout = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
         if any(c.pidfd is None for c in self._children()):
             timeout = 0.05 if timeout is None else min(timeout, 0.05)  # no pidfd: poll
-        select.select(fds, [], [], timeout)
+        readable(fds, timeout)
 
     def _on_signal(self, sig: int, receiver: NotifyReceiver) -> None:
         if sig in self.stop_signals:

@@ -25,7 +25,6 @@ from __future__ import annotations
 import errno
 import logging
 import os
-import select
 import signal
 import threading
 import time
@@ -36,6 +35,7 @@ from ._env import UPSTREAM_NOTIFY_VAR
 from ._errors import NotifyError, UpgradeError
 from ._listeners import Listeners
 from ._notify import barrier, notify, reloading, stopping
+from ._poll import readable
 from ._procenv import process_environ
 from ._receiver import Message, NotifyReceiver, _readable
 from ._signals import SignalPipe
@@ -383,7 +383,7 @@ class Upgrader:
             if remaining <= 0:
                 child.terminate(5)
                 raise UpgradeError(f"successor pid {child.pid} sent no READY=1 within {self.ready_timeout} s")
-            select.select(watched, [], [], min(remaining, 0.5))
+            readable(watched, min(remaining, 0.5))
 
     def _hand_over(self, child: Child, upstream: MutableMapping[str, str]) -> None:
         status = f"serving: pid {child.pid} took over from pid {os.getpid()}"

@@ -53,6 +53,10 @@ EDGE = [
     {"LISTEN_PID": "SELF ", "LISTEN_FDS": "1"},
     {"LISTEN_PID": "SELF", "LISTEN_FDS": "99999999999"},
     {"LISTEN_PID": "SELF", "LISTEN_FDNAMES": "x"},
+    {"LISTEN_PID": "SELF", "LISTEN_FDS": "1", "LISTEN_FDNAMES": "a\\:b"},
+    {"LISTEN_PID": "SELF", "LISTEN_FDS": "2", "LISTEN_FDNAMES": "a\\\\:b"},
+    {"LISTEN_FDNAMES": "trailing\\"},
+    {"LISTEN_PID": "SELF", "LISTEN_FDS": "2000000000"},  # far more than are open: EBADF, no giant list
 ]
 
 

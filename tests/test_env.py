@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from sockact import ActivationError
 from sockact._cparse import CParseError, parse_pid, safe_atoi
-from sockact._env import Inherited, parse_listen_env, parse_watchdog_env, successor_env, trampoline
+from sockact._env import Inherited, Repeat, parse_listen_env, parse_watchdog_env, successor_env, trampoline
 
 PID = 4242
 OK = "ok"
@@ -50,6 +50,18 @@ CASES = [
     ({"LISTEN_PID": str(PID), "LISTEN_FDS": "1", "LISTEN_FDNAMES": "a:b"}, errno.EINVAL),
     ({"LISTEN_PID": str(PID), "LISTEN_FDS": "2", "LISTEN_FDNAMES": "a"}, errno.EINVAL),
     ({"LISTEN_PID": str(PID), "LISTEN_FDS": "1", "LISTEN_FDNAMES": ":"}, errno.EINVAL),
+    # libsystemd's splitting: a backslash takes the next character literally; a lone trailing one is
+    # refused before LISTEN_PID is even read (both found by fuzzing against libsystemd)
+    ({"LISTEN_PID": str(PID), "LISTEN_FDS": "1", "LISTEN_FDNAMES": "a\\:b"}, (3,), ("a:b",)),
+    ({"LISTEN_PID": str(PID), "LISTEN_FDS": "2", "LISTEN_FDNAMES": "a\\\\:b"}, (3, 4), ("a\\", "b")),
+    ({"LISTEN_PID": str(PID), "LISTEN_FDS": "1", "LISTEN_FDNAMES": "\\x41'q'"}, (3,), ("x41'q'",)),
+    ({"LISTEN_FDNAMES": "a\\"}, errno.EINVAL),
+    ({"LISTEN_PID": "1", "LISTEN_FDS": "1", "LISTEN_FDNAMES": "\\"}, errno.EINVAL),
+    (
+        {"LISTEN_PID": str(PID), "LISTEN_FDS": "2000000000"},
+        Repeat.counting(3, 2000000000),
+        Repeat("unknown", 2000000000),
+    ),
 ]
 
 

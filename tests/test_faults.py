@@ -65,6 +65,14 @@ def non_socket_fds(pid: int) -> dict[str, str]:
     return out
 
 
+def settle_fds(pid: int, expected: dict[str, str], timeout: float = 10) -> None:
+    """Wait (bounded) until ``pid``'s non-socket fds are ``expected`` again: fds-exhausted releases its
+    filler fds half a second after each spawn."""
+    deadline = time.monotonic() + timeout
+    while non_socket_fds(pid) != expected and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
 @pytest.mark.parametrize("fault", sorted(FAULTS))
 def test_failed_successor_under_load(fault: str, tmp_path: object) -> None:
     command, reason, extra_env, with_pidfile = FAULTS[fault]
@@ -85,6 +93,7 @@ def test_failed_successor_under_load(fault: str, tmp_path: object) -> None:
             before = non_socket_fds(proc.pid)
             with Load("127.0.0.1", port, workers=4, max_seconds=120) as load:
                 for attempt in range(1, REPEATS + 1):
+                    settle_fds(proc.pid, before)  # fds-exhausted: the last attempt's filler fds are gone
                     os.kill(proc.pid, signal.SIGHUP)
                     status = systemd.wait_for(
                         lambda m, n=attempt: (
@@ -98,9 +107,7 @@ def test_failed_successor_under_load(fault: str, tmp_path: object) -> None:
             assert result.failed == 0, result.errors
             assert set(result.pids) == {proc.pid}
             assert children_of(proc.pid) == []  # every failed successor was reaped: no zombie
-            deadline = time.monotonic() + 10
-            while non_socket_fds(proc.pid) != before and time.monotonic() < deadline:
-                time.sleep(0.05)  # fds-exhausted releases its filler fds half a second after each spawn
+            settle_fds(proc.pid, before)
             assert non_socket_fds(proc.pid) == before  # no pidfd, pipe or file left behind
             reloading = [m for m in systemd.messages if "RELOADING" in m]
             assert len(reloading) == REPEATS and all("MONOTONIC_USEC" in m for m in reloading)

@@ -17,8 +17,7 @@ import ssl
 from collections.abc import MutableMapping
 from typing import Any
 
-from ..serve import stop_accepting
-from ._service import Listen, Service, finish, ready_async
+from ._service import Listen, Service, finish, quiesce, ready_async
 
 __all__ = ["run", "serve"]
 
@@ -58,7 +57,7 @@ async def serve(
                 await site.start()
             await ready_async(service, "aiohttp")
             outcome = await service.upgrader.wait_async()
-            await stop_accepting(service.sockets)
+            await quiesce(service.sockets)
             cleanup = asyncio.ensure_future(runner.cleanup())
             await finish(cleanup, service.upgrader.hammer, cleanup.cancel)
         finally:

@@ -24,8 +24,7 @@ import socket
 from collections.abc import MutableMapping
 from typing import Any
 
-from ..serve import stop_accepting
-from ._service import Listen, Service, finish, ready_async
+from ._service import Listen, Service, finish, quiesce, ready_async
 
 __all__ = ["run", "serve"]
 
@@ -97,7 +96,7 @@ async def serve(
             await task
             return "failed"
         outcome = waiting.result()
-        await stop_accepting(service.sockets)
+        await quiesce(service.sockets)
         shutdown.set()
         await finish(task, service.upgrader.hammer, task.cancel)
         return outcome

@@ -18,7 +18,7 @@ import time
 from collections.abc import MutableMapping
 from typing import TYPE_CHECKING, Any
 
-from ._service import Listen, Service, ready_async, unread
+from ._service import SETTLE, Listen, Service, ready_async, unread
 
 if TYPE_CHECKING:
     from tornado.httpserver import HTTPServer
@@ -111,6 +111,7 @@ async def drain(server: HTTPServer, timeout: float, hammer: threading.Event | No
     deadline = time.monotonic() + timeout
     closing: dict[Any, asyncio.Future[None]] = {}
     idle_before: set[Any] = set()
+    await asyncio.sleep(SETTLE)  # a request already on its way arrives before idle connections close
     while True:
         # Idle on two looks in a row, with nothing arriving: tornado reads a request's head and calls
         # headers_received() a loop iteration later, so one look could catch a request in between.

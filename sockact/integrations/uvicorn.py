@@ -17,8 +17,7 @@ import contextlib
 from collections.abc import Generator, MutableMapping
 from typing import Any
 
-from ..serve import stop_accepting
-from ._service import Listen, Service, finish, ready_async
+from ._service import Listen, Service, finish, quiesce, ready_async
 
 __all__ = ["run", "serve"]
 
@@ -71,7 +70,7 @@ async def serve(
             await task
             return "failed"
         outcome = waiting.result()
-        await stop_accepting(service.sockets)
+        await quiesce(service.sockets)
         server.should_exit = True
         await finish(task, service.upgrader.hammer, lambda: setattr(server, "force_exit", True))
         return outcome

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Iterable, MutableMapping
 from typing import Any
 
-from ._service import Listen, Service, unread
+from ._service import SETTLE, Listen, Service, unread
 
 __all__ = ["run"]
 
@@ -91,6 +91,7 @@ class _Loop:
         self.timeout = timeout
         self._draining = False
         self._deadline = 0.0
+        self._settled = 0.0
         self._stop = threading.Event()
         self.drained = threading.Event()
 
@@ -115,6 +116,7 @@ class _Loop:
         from waitress.server import BaseWSGIServer
 
         expired = time.monotonic() >= self._deadline
+        settled = time.monotonic() >= self._settled
         channels = 0
         for dispatcher in list(self.map.values()):
             if isinstance(dispatcher, BaseWSGIServer) and dispatcher.accepting:
@@ -126,7 +128,7 @@ class _Loop:
                 fresh = dispatcher.last_activity == dispatcher.creation_time
                 idle = not dispatcher.requests and dispatcher.request is None and not dispatcher.total_outbufs_len
                 idle = idle and not unread(dispatcher.socket)
-                if idle and (not fresh or expired):
+                if idle and ((not fresh and settled) or expired):
                     dispatcher.will_close = True  # closed by the loop when it next checks writability
                 elif expired:
                     dispatcher.handle_close()
@@ -136,6 +138,7 @@ class _Loop:
     def drain(self, hammer: threading.Event | None) -> None:
         """Ask the loop to drain; wait until no channel is left, the timeout, or the hammer."""
         self._deadline = time.monotonic() + self.timeout
+        self._settled = time.monotonic() + SETTLE
         self._draining = True
         while not self.drained.wait(0.1):
             if (hammer is not None and hammer.is_set()) or time.monotonic() > self._deadline + 1:

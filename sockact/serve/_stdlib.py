@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import http.server
 import os
-import select
 import socket
 import ssl
 import threading
 import time
 from typing import Any
+
+from .._poll import readable
 
 __all__ = ["HTTPServer", "HTTPRequestHandler"]
 
@@ -107,11 +108,10 @@ class HTTPServer(http.server.ThreadingHTTPServer):
                 remaining = self._drain_deadline - time.monotonic()
                 if not fresh or remaining <= 0:
                     return False
-                readable, _, _ = select.select([conn.fileno()], [], [], remaining)
-                if not readable:
+                if not readable([conn.fileno()], remaining):
                     return False
                 continue
-            select.select([conn.fileno(), self._wake_r], [], [])  # then look again: data first
+            readable([conn.fileno(), self._wake_r], None)  # then look again: data first
 
     def request_done(self, conn: socket.socket) -> None:
         """Mark ``conn`` idle again after a response."""
