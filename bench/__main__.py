@@ -5,13 +5,15 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bench import spawn
+from bench import faults, soak, spawn
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench")
     sub = parser.add_subparsers(dest="name", required=True)
     spawn.add_parser(sub)
+    soak.add_parser(sub)
+    faults.add_parser(sub)
     args = parser.parse_args(argv)
     return int(args.run(args))
 

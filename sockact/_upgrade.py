@@ -375,14 +375,19 @@ class Upgrader:
             code = child.poll()
             if code is not None:
                 when = "right after READY=1" if ready_at is not None else "before READY=1"
-                raise UpgradeError(f"successor pid {child.pid} exited with {_describe(code)} {when}")
+                raise UpgradeError(
+                    f"successor pid {child.pid} exited with {_describe(code)} {when}; its own output says why"
+                )
             now = time.monotonic()
             if ready_at is not None and now - ready_at >= BARRIER_WAIT:
                 return None
             remaining = deadline - now if ready_at is None else ready_at + BARRIER_WAIT - now
             if remaining <= 0:
                 child.terminate(5)
-                raise UpgradeError(f"successor pid {child.pid} sent no READY=1 within {self.ready_timeout} s")
+                raise UpgradeError(
+                    f"successor pid {child.pid} sent no READY=1 within {self.ready_timeout} s and was stopped; "
+                    "it must call sockact.ready() once it serves (or raise ready_timeout)"
+                )
             readable(watched, min(remaining, 0.5))
 
     def _hand_over(self, child: Child, upstream: MutableMapping[str, str]) -> None:

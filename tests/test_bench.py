@@ -19,3 +19,16 @@ def test_bench_spawn_runs() -> None:
     )
     assert out.returncode == 0, out.stderr
     assert "| sockact spawn (posix_spawn + sh trampoline) |" in out.stdout
+
+
+def test_bench_soak_runs() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "bench", "soak", "--upgrades", "3", "--max-seconds", "60"],
+        cwd=ROOT,
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, (out.stdout, out.stderr)
+    assert "| failed | 0 |" in out.stdout and "| notify receiver directories left | 0 |" in out.stdout, out.stdout

@@ -45,7 +45,8 @@ FAULTS: dict[str, tuple[list[str], str, dict[str, str], bool]] = {
         True,
     ),
 }
-REPEATS = 5  # each fault, in a row, on one server: it must come out of every one the same
+# each fault, in a row, on one server: it must come out of every one the same (python -m bench faults: 20)
+REPEATS = int(os.environ.get("SOCKACT_FAULT_REPEATS", "5"))
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -24,6 +24,7 @@ import socket
 from collections.abc import MutableMapping
 from typing import Any
 
+from .._errors import SockactError
 from ._service import Listen, Service, finish, quiesce, ready_async
 
 __all__ = ["run", "serve"]
@@ -35,7 +36,7 @@ def run(app: Any, listen: Listen = "127.0.0.1:8000", **options: Any) -> str:
 
     Raises:
         SockactError: the listeners could not be taken or bound.
-        AttributeError: a keyword is not a hypercorn Config attribute.
+        SockactError: a keyword is not a hypercorn Config attribute.
     """
     return asyncio.run(serve(app, listen, **options))
 
@@ -61,7 +62,7 @@ async def serve(
     cfg.backlog = socket.SOMAXCONN
     for key, value in config.items():
         if not hasattr(cfg, key):
-            raise AttributeError(f"hypercorn's Config has no option {key!r}")
+            raise SockactError(f"hypercorn's Config has no option {key!r}; see hypercorn's configuration docs")
         setattr(cfg, key, value)
     with Service(
         listen, drain_timeout=drain_timeout, ready_timeout=ready_timeout, pidfile=pidfile, environ=environ
