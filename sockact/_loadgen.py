@@ -42,7 +42,7 @@ class LoadResult:
         self.timeline.extend(other.timeline)
 
 
-class _Closed(Exception):
+class _Closed(ConnectionError):
     """The peer closed before any byte of the response."""
 
 

@@ -44,7 +44,7 @@ def serving_pid(
             status, pid = get(*_split(port), timeout=5, tls=tls)
             if status == 200 and pid not in not_pids:
                 return pid
-        except OSError as exc:
+        except OSError as exc:  # also a connection a dying server dropped unanswered (_Closed)
             last = exc
         time.sleep(0.01)
     raise TimeoutError(f"no server other than pids {list(not_pids)} answered on port {port}: {last}")

@@ -17,7 +17,7 @@ from reloads import serving_pid
 #: Run by the app with close_fds=False (the worst case): what did it inherit?
 PROBE = r"""
 import json, os, socket
-env = {k: v for k, v in os.environ.items() if k.startswith(("LISTEN_", "NOTIFY_", "SOCKACT_"))}
+env = {k: v for k, v in os.environ.items() if k.startswith(("LISTEN_", "NOTIFY_", "SOCKACT_UPSTREAM"))}
 listening = []
 for fd in map(int, os.listdir("/proc/self/fd")):
     try:
