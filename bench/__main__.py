@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bench import faults, soak, spawn
+from bench import faults, soak, spawn, startup
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -14,6 +14,7 @@ def main(argv: list[str] | None = None) -> int:
     spawn.add_parser(sub)
     soak.add_parser(sub)
     faults.add_parser(sub)
+    startup.add_parser(sub)
     args = parser.parse_args(argv)
     return int(args.run(args))
 

@@ -6,28 +6,73 @@ The public surface is exactly ``__all__``; everything in ``sockact._*`` is priva
 
 from __future__ import annotations
 
-from ._address import Address, parse_address
-from ._errors import ActivationError, AddressError, NotifyError, SockactError, UpgradeError
-from ._journal import JournalFormatter
-from ._listeners import Listeners, get_listeners
-from ._notify import (
-    barrier,
-    extend_timeout,
-    fdstore,
-    fdstore_remove,
-    mainpid,
-    notify,
-    ready,
-    reloading,
-    status,
-    stopping,
-    watchdog_ping,
-    watchdog_trigger,
-)
-from ._receiver import Message, NotifyReceiver
-from ._reload import ReloadHandler
-from ._upgrade import Upgrader
-from ._watchdog import AsyncWatchdog, Watchdog, watchdog_interval
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing alone costs more than all of this
+if TYPE_CHECKING:
+    from ._address import Address, parse_address
+    from ._errors import ActivationError, AddressError, NotifyError, SockactError, UpgradeError
+    from ._journal import JournalFormatter
+    from ._listeners import Listeners, get_listeners
+    from ._notify import (
+        barrier,
+        extend_timeout,
+        fdstore,
+        fdstore_remove,
+        mainpid,
+        notify,
+        ready,
+        reloading,
+        status,
+        stopping,
+        watchdog_ping,
+        watchdog_trigger,
+    )
+    from ._receiver import Message, NotifyReceiver
+    from ._reload import ReloadHandler
+    from ._upgrade import Upgrader
+    from ._watchdog import AsyncWatchdog, Watchdog, watchdog_interval
+
+#: Where each public name lives. ``import sockact`` imports none of these modules: a name is
+#: imported on first use (PEP 562), so a process that only needs ``sockact.ready()`` never pays
+#: for the upgrader, and start-up stays fast.
+_HOMES = {
+    "_address": ("Address", "parse_address"),
+    "_errors": ("ActivationError", "AddressError", "NotifyError", "SockactError", "UpgradeError"),
+    "_journal": ("JournalFormatter",),
+    "_listeners": ("Listeners", "get_listeners"),
+    "_notify": (
+        "barrier",
+        "extend_timeout",
+        "fdstore",
+        "fdstore_remove",
+        "mainpid",
+        "notify",
+        "ready",
+        "reloading",
+        "status",
+        "stopping",
+        "watchdog_ping",
+        "watchdog_trigger",
+    ),
+    "_receiver": ("Message", "NotifyReceiver"),
+    "_reload": ("ReloadHandler",),
+    "_upgrade": ("Upgrader",),
+    "_watchdog": ("AsyncWatchdog", "Watchdog", "watchdog_interval"),
+}
+_MODULE_OF = {name: module for module, names in _HOMES.items() for name in names}
+
+
+def __getattr__(name: str) -> object:
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module 'sockact' has no attribute {name!r}")
+    value = getattr(__import__(f"{__name__}.{module}", fromlist=[name]), name)
+    globals()[name] = value  # later lookups are plain attribute reads
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
 
 __version__ = "0.1.0"
 

@@ -175,6 +175,8 @@ def split_fdnames(text: str) -> tuple[str, ...]:
         ActivationError: a trailing lone backslash (EINVAL) — libsystemd refuses it before it even
             looks at LISTEN_PID, found by fuzzing against it.
     """
+    if "\\" not in text:  # the usual case (systemd's own names never need escaping): no char loop
+        return tuple(text.split(":"))
     names: list[str] = []
     current: list[str] = []
     escaped = False

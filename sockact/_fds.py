@@ -97,7 +97,10 @@ def describe_fd(fd: int) -> FdInfo:
             sockname: object = probe.getsockname()
         except OSError:
             sockname = None
-        return FdInfo(fd, "socket", probe.family, probe.type, listening, sockname)
+        # raw ints, not probe.family/.type: their enum conversion is most of the cost per fd
+        family = probe.getsockopt(socket.SOL_SOCKET, socket.SO_DOMAIN)
+        sock_type = probe.getsockopt(socket.SOL_SOCKET, socket.SO_TYPE)
+        return FdInfo(fd, "socket", family, sock_type, listening, sockname)
     finally:
         probe.close()
 

@@ -264,7 +264,8 @@ def get_listeners(
                 sock.detach()
         raise
     ordered = {name: sockets[name] for name in (fdnames if spec is not None else claimed)}
-    unclaimed = {fd: names[fd] for fd in inherited.fds if fd not in claimed.values()}
+    taken = set(claimed.values())  # a set: LISTEN_FDS may pass thousands of fds
+    unclaimed = {fd: names[fd] for fd in inherited.fds if fd not in taken}
     listeners = Listeners(ordered, inherited=frozenset(claimed), unclaimed=unclaimed, fdnames=fdnames)
     if environ is None:
         hide_notify_socket()  # children of this process must not speak to the manager as the service

@@ -32,3 +32,17 @@ def test_bench_soak_runs() -> None:
     )
     assert out.returncode == 0, (out.stdout, out.stderr)
     assert "| failed | 0 |" in out.stdout and "| notify receiver directories left | 0 |" in out.stdout, out.stdout
+
+
+def test_bench_startup_runs() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "bench", "startup", "--repeats", "2", "--fds", "20"],
+        cwd=ROOT,
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "| modules asyncio/typing imported by it | none | none |" in out.stdout, out.stdout
+    assert "| 20 inherited fds parsed, checked and adopted |" in out.stdout

@@ -6,6 +6,8 @@ import subprocess
 import sys
 import types
 
+import pytest
+
 import sockact
 
 from helpers import child_env
@@ -47,9 +49,9 @@ def test_all_is_the_public_surface() -> None:
     assert set(sockact.__all__) == PUBLIC
     public_attrs = {
         name
-        for name, value in vars(sockact).items()
-        if not name.startswith("_") and not isinstance(value, types.ModuleType)  # submodules others imported
-    } - {"annotations"}
+        for name in dir(sockact)
+        if not name.startswith("_") and not isinstance(getattr(sockact, name), types.ModuleType)
+    } - {"annotations", "TYPE_CHECKING"}
     assert public_attrs == PUBLIC
     for name in sockact.__all__:
         assert getattr(sockact, name).__doc__, f"{name} has no docstring"
@@ -68,3 +70,15 @@ def test_import_pulls_no_asyncio_or_server() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=child_env(), check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_import_is_lazy() -> None:
+    """``import sockact`` imports none of its own modules (each public name on first use), nor typing."""
+    code = "import sys, sockact; print(sorted(m for m in sys.modules if m.startswith('sockact.') or m == 'typing'))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=child_env(), check=True)
+    assert out.stdout.strip() == "[]", out.stdout
+    code = "import sockact; print(sockact.Upgrader.__module__, sockact.ready.__module__, 'nope' in dir(sockact))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=child_env(), check=True)
+    assert out.stdout.split() == ["sockact._upgrade", "sockact._notify", "False"]
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        sockact.nope  # noqa: B018
