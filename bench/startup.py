@@ -112,7 +112,7 @@ def _supervisor_rss_mib() -> float:
 
 def run(args: argparse.Namespace) -> int:
     self_ms, total_ms, extra = _import_times(args.repeats)
-    fds_ms = _fds_ms(args.fds, max(1, min(args.repeats, 5)))
+    fds_ms = _fds_ms(args.fds, max(1, min(args.repeats, 15)))
     rss = _supervisor_rss_mib()
     print(f"start-up and scale ({sys.executable}, median of {args.repeats} imports)\n")
     print("| figure | measured | goal |")

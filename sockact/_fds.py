@@ -87,22 +87,30 @@ def describe_fd(fd: int) -> FdInfo:
         }
         kind = next((name for test, name in kinds.items() if test(mode)), "unknown")
         return FdInfo(fd, kind)
-    probe = socket.socket(fileno=os.dup(fd))
+    # Borrow the fd without dup() or family auto-detection (both cost more than the answers, per fd,
+    # and LISTEN_FDS may pass thousands); detach() hands it back untouched.
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM, 0, fileno=fd)
     try:
+        family = probe.getsockopt(socket.SOL_SOCKET, socket.SO_DOMAIN)
+        sock_type = probe.getsockopt(socket.SOL_SOCKET, socket.SO_TYPE)
         try:
             listening = bool(probe.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN))
         except OSError:
             listening = False
-        try:
-            sockname: object = probe.getsockname()
-        except OSError:
-            sockname = None
-        # raw ints, not probe.family/.type: their enum conversion is most of the cost per fd
-        family = probe.getsockopt(socket.SOL_SOCKET, socket.SO_DOMAIN)
-        sock_type = probe.getsockopt(socket.SOL_SOCKET, socket.SO_TYPE)
-        return FdInfo(fd, "socket", family, sock_type, listening, sockname)
     finally:
-        probe.close()
+        probe.detach()
+    sockname: object = None
+    try:
+        named = socket.socket(family, sock_type, 0, fileno=fd)  # the right family, to decode the name
+    except OSError:
+        return FdInfo(fd, "socket", family, sock_type, listening, None)
+    try:
+        sockname = named.getsockname()
+    except OSError:
+        sockname = None
+    finally:
+        named.detach()
+    return FdInfo(fd, "socket", family, sock_type, listening, sockname)
 
 
 def adopt_socket(fd: int) -> socket.socket:

@@ -146,6 +146,7 @@ def test_unix_socket_owner_refused_is_clear(tmp_path: object, fresh_env: None) -
     path = os.path.join(directory, "app.sock")
     code = (
         "import grp, os, pwd, sockact  # modules first: nobody may not read this Python's files\n"
+        "from sockact import AddressError, get_listeners  # (sockact imports its modules on first use)\n"
         "os.setgid(65534); os.setuid(65534)\n"
         f"try:\n    sockact.get_listeners({{'u': {path!r}}}, unix_owner=0)\n"
         "except sockact.AddressError as e:\n    print(e)\n"
