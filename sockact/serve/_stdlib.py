@@ -191,6 +191,13 @@ class HTTPRequestHandler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: HTTPServer
 
+    def setup(self) -> None:
+        super().setup()
+        # http.server writes the head and the body separately; with Nagle's algorithm the body then
+        # waits for the client's delayed ACK (40 ms on Linux) on every keep-alive response.
+        if self.connection.family in (socket.AF_INET, socket.AF_INET6):
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
     def handle_one_request(self) -> None:
         if not self.server.wait_for_request(self.connection, self.rfile):
             self.close_connection = True
