@@ -36,3 +36,8 @@ def test_bench_reload_runs() -> None:
     out = bench("reload", "--reloads", "1", "--modes", "inprocess,naive", "--max-seconds", "60")
     rows = {line.split("|")[1].strip(): line for line in out.splitlines() if line.startswith("| ")}
     assert "| inprocess | 1 |" in rows["inprocess"] and "| naive | 1 |" in rows["naive"], out
+
+
+def test_bench_overhead_runs() -> None:
+    out = bench("overhead", "--rounds", "1", "--seconds", "1")
+    assert "| ratio (goal ≥ 0.99) |" in out, out
