@@ -8,11 +8,11 @@ import subprocess
 import sys
 from typing import Any
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from bench._util import ROOT, child_env
 
 
 def run(args: argparse.Namespace) -> int:
-    env = {**os.environ, "SOCKACT_FAULT_REPEATS": str(args.repeat), "PYTHONPATH": ROOT}
+    env = {**child_env(), "SOCKACT_FAULT_REPEATS": str(args.repeat)}
     argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--durations=0"]
     argv += ["-o", "timeout=1800", os.path.join(ROOT, "tests", "test_faults.py")]
     out = subprocess.run(argv, env=env, cwd=ROOT, capture_output=True, text=True)

@@ -20,7 +20,7 @@ import sys
 import time
 from typing import Any
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from bench._util import ROOT, child_env, free_port
 
 PLAIN = r"""
 import http.server, os, socket, sys
@@ -40,12 +40,6 @@ class Handler(http.server.BaseHTTPRequestHandler):
         pass
 http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
 """
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _wait(port: int) -> None:
@@ -73,9 +67,7 @@ def _wrk(wrk: str, port: int, seconds: int, connections: int) -> float:
 
 
 def _measure(argv: list[str], port: int, wrk: str, seconds: int, connections: int) -> float:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LISTEN_", "NOTIFY_"))}
-    env["PYTHONPATH"] = ROOT
-    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(argv, env=child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         _wait(port)
         return _wrk(wrk, port, seconds, connections)
@@ -95,9 +87,9 @@ def run(args: argparse.Namespace) -> int:
         return 2
     plain, with_sockact = [], []
     for _ in range(args.rounds):  # alternate, so drift hits both alike
-        port = _port()
+        port = free_port()
         plain.append(_measure([sys.executable, "-c", PLAIN, str(port)], port, wrk, args.seconds, args.connections))
-        port = _port()
+        port = free_port()
         example = [sys.executable, os.path.join(ROOT, "examples", "http_server.py"), "--listen", f"127.0.0.1:{port}"]
         with_sockact.append(_measure(example, port, wrk, args.seconds, args.connections))
     a, b = statistics.median(plain), statistics.median(with_sockact)

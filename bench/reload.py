@@ -26,9 +26,9 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from bench._util import ROOT, become_subreaper, child_env, free_port, reap_exited
 from sockact._loadgen import Load, LoadResult, get
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SERVERS = ["uvicorn", "hypercorn", "aiohttp", "tornado", "waitress"]
 TAIL = 0.5
 
@@ -39,14 +39,6 @@ class Run:
     result: LoadResult = field(default_factory=LoadResult)
     windows: list[tuple[float, float]] = field(default_factory=list)
     reloads: int = 0
-
-
-def _port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _argv(mode: str, port: int) -> list[str]:
@@ -72,9 +64,8 @@ def _answering(port: int, not_pids: set[int], deadline: float) -> int:
 
 
 def _one(mode: str, reloads: int, max_seconds: float) -> Run:
-    port = _port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LISTEN_", "NOTIFY_"))}
-    env["PYTHONPATH"] = ROOT
+    port = free_port()
+    env = child_env()
     devnull = subprocess.DEVNULL
     procs = [subprocess.Popen(_argv(mode, port), env=env, stdout=devnull, stderr=devnull)]
     deadline = time.monotonic() + max_seconds
@@ -111,18 +102,8 @@ def _one(mode: str, reloads: int, max_seconds: float) -> Run:
                 proc.wait(30)
             except subprocess.TimeoutExpired:
                 proc.kill()
-        _reap_orphans()
+        reap_exited()
     return run
-
-
-def _reap_orphans() -> None:
-    while True:
-        try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -143,9 +124,7 @@ def _split(run: Run) -> tuple[list[float], list[float]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    import ctypes
-
-    ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER: orphaned predecessors are reaped here
+    become_subreaper()
     modes = args.modes.split(",")
     runs = [_one(mode, args.reloads, args.max_seconds) for mode in modes]
     print(f"reloads under load: {args.reloads} per mode, 4 load workers, loopback\n")

@@ -9,7 +9,6 @@ receiver directories left behind in the runtime directory. Loopback only; bounde
 from __future__ import annotations
 
 import argparse
-import ctypes
 import glob
 import os
 import signal
@@ -22,18 +21,8 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from bench._util import ROOT, become_subreaper, child_env, free_port, reap_exited
 from sockact._loadgen import Load, get
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PR_SET_CHILD_SUBREAPER = 36
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _sample(pid: int) -> tuple[int, int, int]:
@@ -51,19 +40,6 @@ def _sample(pid: int) -> tuple[int, int, int]:
 
 def _receiver_dirs() -> set[str]:
     return {path for d in {"/run", tempfile.gettempdir()} for path in glob.glob(os.path.join(d, "sockact-notify-*"))}
-
-
-def _reap() -> int:
-    """Reap exited children (orphaned predecessors come to us as subreaper); how many were zombies."""
-    count = 0
-    while True:
-        try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return count
-        if pid == 0:
-            return count
-        count += 1
 
 
 def _wait_for_new_main(pidfile: str, port: int, old: int, deadline: float) -> int:
@@ -84,13 +60,12 @@ def _wait_for_new_main(pidfile: str, port: int, old: int, deadline: float) -> in
 
 
 def run(args: argparse.Namespace) -> int:
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
-    port = _free_port()
+    become_subreaper()
+    port = free_port()
     workdir = tempfile.mkdtemp(prefix="sockact-soak-")
     pidfile = os.path.join(workdir, "app.pid")
     dirs_before = _receiver_dirs()
-    env = {**os.environ, "PYTHONPATH": ROOT}
+    env = child_env()
     argv = [sys.executable, os.path.join(ROOT, "examples", "http_server.py"), "--listen", f"127.0.0.1:{port}"]
     argv += ["--pidfile", pidfile, "--drain-timeout", "5"]
     with open(os.path.join(workdir, "server.log"), "wb") as log:
@@ -108,14 +83,14 @@ def run(args: argparse.Namespace) -> int:
                 samples.append(_sample(main))
                 os.kill(main, signal.SIGHUP)
                 main = _wait_for_new_main(pidfile, port, main, deadline)
-                _reap()
+                reap_exited()
                 done += 1
             result = load.stop()
     finally:
         os.kill(main, signal.SIGTERM)
         end = time.monotonic() + 30
         while time.monotonic() < end:
-            _reap()
+            reap_exited()
             try:
                 os.kill(main, 0)
             except ProcessLookupError:

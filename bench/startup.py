@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import signal
 import statistics
 import subprocess
@@ -21,7 +20,7 @@ import sys
 import time
 from typing import Any
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from bench._util import child_env
 
 FDS_CHILD = r"""
 import json, os, resource, socket, sys, time
@@ -51,19 +50,13 @@ print(json.dumps({"ms": elapsed * 1000}))
 """
 
 
-def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LISTEN_", "NOTIFY_"))}
-    env["PYTHONPATH"] = ROOT
-    return env
-
-
 def _import_times(repeats: int) -> tuple[float, float, list[str]]:
     selfs, totals = [], []
     extra: set[str] = set()
     code = "import sys, sockact; print(sorted(m for m in sys.modules if m in ('asyncio', 'typing')))"
     for _ in range(repeats):
         out = subprocess.run(
-            [sys.executable, "-X", "importtime", "-c", code], env=_env(), capture_output=True, text=True
+            [sys.executable, "-X", "importtime", "-c", code], env=child_env(), capture_output=True, text=True
         )
         for line in out.stderr.splitlines():
             fields = [f.strip() for f in line.removeprefix("import time:").split("|")]
@@ -78,7 +71,7 @@ def _fds_ms(count: int, repeats: int) -> float:
     times = []
     for _ in range(repeats):
         out = subprocess.run(
-            [sys.executable, "-c", FDS_CHILD, str(count)], env=_env(), capture_output=True, text=True, timeout=120
+            [sys.executable, "-c", FDS_CHILD, str(count)], env=child_env(), capture_output=True, text=True, timeout=120
         )
         if out.returncode != 0:
             raise RuntimeError(out.stderr[-2000:])
@@ -89,7 +82,7 @@ def _fds_ms(count: int, repeats: int) -> float:
 def _supervisor_rss_mib() -> float:
     argv = [sys.executable, "-m", "sockact", "run", "--listen", "http=127.0.0.1:0", "--ready", "spawn"]
     argv += ["--", "/bin/sleep", "60"]
-    proc = subprocess.Popen(argv, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(argv, env=child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:  # the child is running: the supervisor is in its steady loop
