@@ -97,6 +97,31 @@ def children_of(pid: int) -> list[int]:
     return kids
 
 
+def reap_any() -> dict[int, int]:
+    """Reap every exited child of ours (as subreaper: orphaned servers too); pid → exit code."""
+    codes = {}
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return codes
+        if pid == 0:
+            return codes
+        codes[pid] = os.waitstatus_to_exitcode(status)
+
+
+def live_children() -> list[int]:
+    return [pid for pid in children_of(os.getpid()) if os.path.exists(f"/proc/{pid}") and _state(pid) != "Z"]
+
+
+def _state(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, IndexError):
+        return "Z"
+
+
 def fd_count(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 

@@ -16,7 +16,7 @@ import pytest
 from sockact._loadgen import Load, _Closed, _read_response
 
 from helpers import ROOT, FakeSystemd, child_env, free_port
-from reloads import become_subreaper, children_of, reap, serving_pid
+from reloads import become_subreaper, children_of, live_children, reap, reap_any, serving_pid
 
 PY = sys.executable
 GARBAGE = r"""
@@ -146,31 +146,6 @@ def test_second_stop_signal_is_immediate(example: str) -> None:
         out, _ = proc.communicate(timeout=10)
     assert proc.returncode == 0, out
     assert "stop; drained (1 connection(s) cut)" in out, out
-
-
-def reap_any() -> dict[int, int]:
-    """Reap every exited child of ours (as subreaper: orphaned servers too); pid → exit code."""
-    codes = {}
-    while True:
-        try:
-            pid, status = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return codes
-        if pid == 0:
-            return codes
-        codes[pid] = os.waitstatus_to_exitcode(status)
-
-
-def live_children() -> list[int]:
-    return [pid for pid in children_of(os.getpid()) if os.path.exists(f"/proc/{pid}") and _state(pid) != "Z"]
-
-
-def _state(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, IndexError):
-        return "Z"
 
 
 def test_fifty_reload_signals_in_one_second(tmp_path: object) -> None:
