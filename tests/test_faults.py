@@ -148,7 +148,8 @@ def test_second_stop_signal_is_immediate(example: str) -> None:
     assert "stop; drained (1 connection(s) cut)" in out, out
 
 
-def test_fifty_reload_signals_in_one_second(tmp_path: object) -> None:
+@pytest.mark.parametrize("attempt", range(REPEATS))
+def test_fifty_reload_signals_in_one_second(tmp_path: object, attempt: int) -> None:
     """50 SIGHUPs in a second, each to the pid in the PID file (as ExecReload=kill -HUP $MAINPID does):
     coalesced and forwarded, 0 failed requests, and in the end one server, every other exited 0."""
     port = free_port()

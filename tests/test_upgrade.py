@@ -222,7 +222,8 @@ def test_reloads_during_an_upgrade_are_coalesced_and_forwarded(tmp_path: object)
         assert len([m for m in upstream.messages if "RELOADING" in m]) == 1  # one upgrade, not three
 
 
-def test_stop_signal_aborts_a_starting_successor(tmp_path: object) -> None:
+@pytest.mark.parametrize("attempt", range(5))  # a fault-matrix case: five times in CI
+def test_stop_signal_aborts_a_starting_successor(tmp_path: object, attempt: int) -> None:
     with sockact.get_listeners({"http": "127.0.0.1:0"}, environ={}) as ls, FakeSystemd() as upstream:
         env = {**child_env(), "NOTIFY_SOCKET": upstream.address}
         command = ["/bin/sh", "-c", 'kill -TERM "$PPID"; exec sleep 60']  # asks its parent to stop, never ready
