@@ -1,7 +1,7 @@
 """Steady overhead: the same stdlib HTTP server with and without sockact, measured by wrk.
 
-"Without": ``http.server.ThreadingHTTPServer`` binding its own socket, HTTP/1.1 keep-alive, the same
-``GET /`` handler and TCP_NODELAY. "With": ``examples/http_server.py`` — sockact's listeners,
+"Without": ``http.server.ThreadingHTTPServer`` binding its own socket, HTTP/1.1 keep-alive,
+TCP_NODELAY and the example's own ``do_GET``. "With": ``examples/http_server.py`` — sockact's listeners,
 upgrader, draining server and handler. The two alternate --rounds times; the figure is the ratio of
 median requests/s. Goal (issue 7): ≥ 0.99. Loopback only; each wrk run lasts --seconds.
 """
@@ -24,20 +24,15 @@ from bench._util import ROOT, child_env, free_port
 
 PLAIN = r"""
 import http.server, os, socket, sys
+sys.path.insert(0, os.path.join(sys.argv[2], "examples"))
+from http_server import Handler as Example  # only its do_GET: the same app logic on both sides
 class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    do_GET = Example.do_GET
+    log_message = Example.log_message
     def setup(self):
         super().setup()
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    def do_GET(self):
-        body = f"pid {os.getpid()}\n".encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "text/plain")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *args):
-        pass
 http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
 """
 
@@ -88,7 +83,8 @@ def run(args: argparse.Namespace) -> int:
     plain, with_sockact = [], []
     for _ in range(args.rounds):  # alternate, so drift hits both alike
         port = free_port()
-        plain.append(_measure([sys.executable, "-c", PLAIN, str(port)], port, wrk, args.seconds, args.connections))
+        plain_argv = [sys.executable, "-c", PLAIN, str(port), ROOT]
+        plain.append(_measure(plain_argv, port, wrk, args.seconds, args.connections))
         port = free_port()
         example = [sys.executable, os.path.join(ROOT, "examples", "http_server.py"), "--listen", f"127.0.0.1:{port}"]
         with_sockact.append(_measure(example, port, wrk, args.seconds, args.connections))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 from typing import Any
 
 import pytest
@@ -34,6 +35,20 @@ def need_module(name: str) -> Any:
         return __import__(name, fromlist=["_"])
     except ImportError:
         need_peer(f"python module {name}", False)
+
+
+def make_certificate(directory: str) -> tuple[str, str]:
+    """(cert, key): a self-signed certificate for localhost and 127.0.0.1, made by openssl."""
+    openssl = need_tool("openssl")
+    cert, key = os.path.join(directory, "cert.pem"), os.path.join(directory, "key.pem")
+    subprocess.run(
+        [openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+        + ["-keyout", key, "-out", cert, "-days", "2", "-subj", "/CN=localhost"]
+        + ["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
 
 
 @pytest.fixture

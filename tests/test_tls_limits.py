@@ -12,7 +12,7 @@ import pytest
 
 from sockact._loadgen import _read_response
 
-from conftest import need_module, need_tool
+from conftest import make_certificate, need_module
 from helpers import PY, ROOT, child_env, free_port
 from reloads import assert_zero_downtime, become_subreaper, reloads_under_load, serving_pid
 
@@ -29,17 +29,7 @@ def subreaper() -> None:
 @pytest.fixture(scope="module")
 def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
     """A self-signed certificate for localhost and 127.0.0.1, made by openssl for this test run."""
-    openssl = need_tool("openssl")
-    directory = tmp_path_factory.mktemp("tls")
-    cert, key = str(directory / "cert.pem"), str(directory / "key.pem")
-    subprocess.run(
-        [openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-        + ["-keyout", key, "-out", cert, "-days", "2", "-subj", "/CN=localhost"]
-        + ["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
-        check=True,
-        capture_output=True,
-    )
-    return cert, key
+    return make_certificate(str(tmp_path_factory.mktemp("tls")))
 
 
 @pytest.mark.parametrize("example", TLS_SERVERS)

@@ -1,0 +1,208 @@
+"""sockact.serve.HTTPServer's drain, connection by connection: idle, busy, new, pipelined, TLS, unix.
+
+Each test runs the server in a thread of this process on a real socket and talks to it over real
+connections; drain() runs in another thread, as an application's main thread would call it.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from sockact._loadgen import _read_response
+from sockact.serve import HTTPRequestHandler, HTTPServer
+from sockact.serve._stdlib import _wake_idle
+
+from conftest import make_certificate
+
+DRAIN = 10.0  # long: every test that expects an early end would otherwise wait for it
+
+
+class Handler(HTTPRequestHandler):
+    release = threading.Event()
+
+    def do_GET(self) -> None:
+        if self.path == "/wait":
+            self.release.wait(10)
+        body = self.path.encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+class Running:
+    def __init__(self, server: HTTPServer) -> None:
+        self.server = server
+        self.thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+        self.thread.start()
+        self.cut: int | None = None
+        self.drained = threading.Event()
+        self.took = 0.0
+
+    def drain(self, timeout: float = DRAIN) -> None:
+        def run() -> None:
+            began = time.monotonic()
+            self.cut = self.server.drain(timeout)
+            self.took = time.monotonic() - began
+            self.drained.set()
+
+        threading.Thread(target=run, daemon=True).start()
+
+    def wait_draining(self) -> None:
+        deadline = time.monotonic() + 5
+        while not self.server.draining:
+            assert time.monotonic() < deadline
+            time.sleep(0.001)
+
+
+@pytest.fixture
+def tcp() -> Iterator[Running]:
+    Handler.release.clear()
+    sock = socket.create_server(("127.0.0.1", 0))
+    running = Running(HTTPServer(sock, Handler))
+    yield running
+    Handler.release.set()
+    if not running.drained.is_set():
+        running.server.drain(0.1)
+    running.server.server_close()
+
+
+def _connect(running: Running) -> socket.socket:
+    return socket.create_connection(running.server.server_address[:2], timeout=10)
+
+
+def _get(sock: socket.socket, path: str = "/") -> tuple[int, bytes, bool]:
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    return _read_response(sock)
+
+
+def _eof(sock: socket.socket) -> bool:
+    try:
+        return sock.recv(1) == b""
+    except ConnectionResetError:
+        return True
+
+
+def _wait_connections(running: Running, busy: int, idle: int) -> None:
+    deadline = time.monotonic() + 5
+    while running.server.connections != (busy, idle):
+        assert time.monotonic() < deadline, running.server.connections
+        time.sleep(0.001)
+
+
+def test_idle_keep_alive_connection_is_closed_at_once(tcp: Running) -> None:
+    """An idle connection does not hold the drain: its blocked read is ended and it is closed."""
+    idle = [_connect(tcp) for _ in range(3)]
+    for sock in idle:
+        assert _get(sock) == (200, b"/", False)
+    _wait_connections(tcp, 0, 3)
+    tcp.drain()
+    assert tcp.drained.wait(DRAIN / 2), "an idle connection held the drain"
+    assert tcp.cut == 0
+    assert all(_eof(sock) for sock in idle)
+
+
+def test_busy_request_finishes_and_says_close(tcp: Running) -> None:
+    sock = _connect(tcp)
+    sock.sendall(b"GET /wait HTTP/1.1\r\nHost: x\r\n\r\n")
+    _wait_connections(tcp, 1, 0)
+    tcp.drain()
+    tcp.wait_draining()
+    assert not tcp.drained.wait(0.2)  # the busy request holds it
+    Handler.release.set()
+    assert _read_response(sock) == (200, b"/wait", True)
+    assert tcp.drained.wait(DRAIN / 2) and tcp.cut == 0
+    assert _eof(sock)
+
+
+def test_new_connection_gets_its_first_request_served(tcp: Running) -> None:
+    """Accepted before the drain, request sent after it began: answered (its client would not retry)."""
+    sock = _connect(tcp)
+    _wait_connections(tcp, 0, 1)  # counted as not busy: accepted, no request yet
+    tcp.drain()
+    tcp.wait_draining()
+    assert _get(sock) == (200, b"/", True)
+    assert tcp.drained.wait(DRAIN / 2) and tcp.cut == 0
+
+
+def test_silent_new_connection_is_cut_at_the_deadline(tcp: Running) -> None:
+    sock = _connect(tcp)
+    _wait_connections(tcp, 0, 1)
+    tcp.drain(0.3)
+    assert tcp.drained.wait(5)
+    assert tcp.cut == 1 and tcp.took >= 0.3
+    assert _eof(sock)
+
+
+def test_pipelined_requests_are_all_answered(tcp: Running) -> None:
+    """Bytes of the next request already in the handler's buffer are found without a read."""
+    sock = _connect(tcp)
+    sock.sendall(b"".join(f"GET /{i} HTTP/1.1\r\nHost: x\r\n\r\n".encode() for i in range(5)))
+    data = b""
+    deadline = time.monotonic() + 5
+    while data.count(b"HTTP/1.1 200") < 5 or not data.endswith(b"/4"):
+        assert time.monotonic() < deadline, data
+        data += sock.recv(65536)
+    assert [data.endswith(b"/4"), data.count(b"HTTP/1.1 200")] == [True, 5]
+
+
+def test_wake_idle_leaves_a_connection_with_queued_bytes_alone() -> None:
+    a, b = socket.socketpair()
+    with a, b:
+        b.sendall(b"GET")
+        _wake_idle(a)
+        b.sendall(b" / HTTP/1.1\r\n")  # still open for reading: the rest of the request arrives
+        assert a.recv(100) == b"GET / HTTP/1.1\r\n"
+    c, d = socket.socketpair()
+    with c, d:
+        _wake_idle(c)  # nothing queued: its reading side is shut, a read returns EOF at once
+        assert c.recv(1) == b""
+
+
+def test_idle_unix_connection_is_closed_at_once(tmp_path: object) -> None:
+    path = os.path.join(str(tmp_path), "s")
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(path)
+    sock.listen()
+    running = Running(HTTPServer(sock, Handler))
+    try:
+        client = socket.socket(socket.AF_UNIX)
+        client.settimeout(10)
+        client.connect(path)
+        assert _get(client) == (200, b"/", False)
+        _wait_connections(running, 0, 1)
+        running.drain()
+        assert running.drained.wait(DRAIN / 2) and running.cut == 0
+        assert _eof(client)
+    finally:
+        running.server.server_close()
+
+
+def test_idle_tls_connection_is_closed_at_once(tmp_path: object) -> None:
+    """TLS connections wait in poll() (SSLSocket cannot shut one side): the wake-up pipe ends them."""
+    cert, key = make_certificate(str(tmp_path))
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    running = Running(HTTPServer(socket.create_server(("127.0.0.1", 0)), Handler, ssl_context=context))
+    try:
+        client = ssl.create_default_context(cafile=cert).wrap_socket(_connect(running), server_hostname="127.0.0.1")
+        assert _get(client) == (200, b"/", False)
+        _wait_connections(running, 0, 1)
+        running.drain()
+        assert running.drained.wait(DRAIN / 2) and running.cut == 0
+        try:
+            assert client.recv(1) == b""
+        except (ConnectionResetError, ssl.SSLError):
+            pass
+    finally:
+        running.server.server_close()
