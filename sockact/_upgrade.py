@@ -167,6 +167,8 @@ class Upgrader:
             self._successor_stopping = False
         self._closing.set()
         if self._forwarder is not None:
+            if self._signals is not None:
+                self._signals.raise_(0)  # wakes the forwarder now, not at its next poll (0 is no signal)
             self._forwarder.join()
             self._forwarder = None
         if self._signals is not None:
