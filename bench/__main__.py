@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bench import faults, overhead, reload, soak, spawn, startup
+from bench import faults, handover, overhead, reload, soak, spawn, startup
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -17,6 +17,7 @@ def main(argv: list[str] | None = None) -> int:
     startup.add_parser(sub)
     reload.add_parser(sub)
     overhead.add_parser(sub)
+    handover.add_parser(sub)
     args = parser.parse_args(argv)
     return int(args.run(args))
 
