@@ -60,6 +60,16 @@ def unix_ids(owner: str | int | None, group: str | int | None) -> tuple[int, int
     return lookup(owner, "user"), lookup(group, "group")
 
 
+def _protocol(family: int, sock_type: int) -> int:
+    """IPPROTO_TCP for a TCP socket, else 0 (the default). Naming it matters: a socket made with
+    protocol 0 reports ``proto == 0``, and so do the connections it accepts — asyncio then does not
+    set TCP_NODELAY on them (it checks ``proto == IPPROTO_TCP``), and every keep-alive response
+    written in two parts waits ~40 ms for the client's delayed ACK (found by ``bench overhead``)."""
+    if family in (socket.AF_INET, socket.AF_INET6) and sock_type == socket.SOCK_STREAM:
+        return socket.IPPROTO_TCP
+    return 0
+
+
 def bind_one(
     addr: Address, *, backlog: int, unix_mode: int | None = None, unix_ids: tuple[int, int] = (-1, -1)
 ) -> socket.socket:
@@ -73,11 +83,11 @@ def bind_one(
     if addr.dual_stack and not socket.has_ipv6:
         family, sockaddr = socket.AF_INET, ("0.0.0.0", addr.port or 0)
     try:
-        sock = socket.socket(family, addr.type)
+        sock = socket.socket(family, addr.type, _protocol(family, addr.type))
     except OSError as exc:
         if addr.dual_stack and exc.errno == errno.EAFNOSUPPORT:
             family, sockaddr = socket.AF_INET, ("0.0.0.0", addr.port or 0)
-            sock = socket.socket(family, addr.type)
+            sock = socket.socket(family, addr.type, _protocol(family, addr.type))
         else:
             raise AddressError(f"cannot create a socket for {addr.text!r}: {exc.strerror}") from exc
     bound_path: str | None = None

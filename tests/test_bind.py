@@ -158,3 +158,28 @@ def test_unix_socket_owner_refused_is_clear(tmp_path: object, fresh_env: None) -
         assert not os.path.exists(path)
     finally:
         shutil.rmtree(directory)
+
+
+def test_bound_tcp_listener_gets_tcp_nodelay_from_asyncio(fresh_env: None) -> None:
+    """A socket sockact binds names IPPROTO_TCP, as the connections it accepts then do; asyncio sets
+    TCP_NODELAY only on those (with protocol 0, every keep-alive response waited for a delayed ACK)."""
+    import asyncio
+
+    with get_listeners({"http": "127.0.0.1:0", "u": "udp:127.0.0.1:0"}) as listeners:
+        sock = listeners["http"]
+        assert sock.proto == socket.IPPROTO_TCP and listeners["u"].proto == 0
+        seen: list[int] = []
+
+        async def main() -> None:
+            def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+                seen.append(writer.get_extra_info("socket").getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+                writer.close()
+
+            server = await asyncio.start_server(handle, sock=sock)
+            reader, writer = await asyncio.open_connection(*sock.getsockname())
+            assert await reader.read() == b""  # closed by the server once it looked
+            writer.close()
+            server.close()
+
+        asyncio.run(asyncio.wait_for(main(), 10))
+        assert seen and seen[0] != 0
