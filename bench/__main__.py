@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bench import faults, handover, overhead, reload, soak, spawn, startup
+from bench import faults, handover, keepalive, overhead, reload, soak, spawn, startup, suite
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench")
     sub = parser.add_subparsers(dest="name", required=True)
+    suite.add_parser(sub)
     spawn.add_parser(sub)
     soak.add_parser(sub)
     faults.add_parser(sub)
@@ -18,6 +19,7 @@ def main(argv: list[str] | None = None) -> int:
     reload.add_parser(sub)
     overhead.add_parser(sub)
     handover.add_parser(sub)
+    keepalive.add_parser(sub)
     args = parser.parse_args(argv)
     return int(args.run(args))
 

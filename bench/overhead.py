@@ -1,9 +1,11 @@
-"""Steady overhead: the same stdlib HTTP server with and without sockact, measured by wrk.
+"""Steady overhead: the same server with and without sockact, measured by wrk.
 
 "Without": ``http.server.ThreadingHTTPServer`` binding its own socket, HTTP/1.1 keep-alive,
-TCP_NODELAY and the example's own ``do_GET``. "With": ``examples/http_server.py`` — sockact's listeners,
-upgrader, draining server and handler. The two alternate --rounds times; the figure is the ratio of
-median requests/s. Goal (issue 7): ≥ 0.99. Loopback only; each wrk run lasts --seconds.
+TCP_NODELAY and the example's own ``do_GET``. "With": ``examples/http_server.py`` — sockact's
+listeners, upgrader, draining server and handler. uvicorn: its own CLI binding the port against
+``examples/uvicorn_app.py`` (``sockact.integrations.uvicorn``), the same ASGI app. Each pair
+alternates --rounds times; the figure is the ratio of median requests/s. Goal (issue 7): ≥ 0.99.
+Loopback only; each wrk run lasts --seconds.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -21,6 +22,7 @@ import time
 from typing import Any
 
 from bench._util import ROOT, child_env, free_port
+from sockact._loadgen import get
 
 PLAIN = r"""
 import http.server, os, socket, sys
@@ -38,14 +40,16 @@ http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_
 
 
 def _wait(port: int) -> None:
-    deadline = time.monotonic() + 20
+    """Until the server answers (a connect alone is not enough: sockact binds before the app is up)."""
+    deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
+            if get("127.0.0.1", port, timeout=2)[0] == 200:
                 return
         except OSError:
-            time.sleep(0.02)
-    raise TimeoutError(f"nothing listens on {port}")
+            pass
+        time.sleep(0.02)
+    raise TimeoutError(f"nothing answers on {port}")
 
 
 def _wrk(wrk: str, port: int, seconds: int, connections: int) -> float:
@@ -75,26 +79,41 @@ def _measure(argv: list[str], port: int, wrk: str, seconds: int, connections: in
             proc.wait()
 
 
+def _pairs(port: int) -> dict[str, tuple[list[str], list[str]]]:
+    """server → (argv without sockact, argv with sockact), both on ``port``."""
+    py, examples, listen = sys.executable, os.path.join(ROOT, "examples"), f"127.0.0.1:{port}"
+    uvicorn = [py, "-m", "uvicorn", "--app-dir", examples, "--log-level", "warning", "--host", "127.0.0.1"]
+    return {
+        "http.server": (
+            [py, "-c", PLAIN, str(port), ROOT],
+            [py, os.path.join(examples, "http_server.py"), "--listen", listen],
+        ),
+        "uvicorn": (
+            [*uvicorn, "--port", str(port), "_common:asgi_app"],
+            [py, os.path.join(examples, "uvicorn_app.py"), "--listen", listen],
+        ),
+    }
+
+
 def run(args: argparse.Namespace) -> int:
     wrk = shutil.which("wrk")
     if wrk is None:
         print("wrk is not installed (Debian: apt install wrk)", file=sys.stderr)
         return 2
-    plain, with_sockact = [], []
+    servers = args.servers.split(",")
+    rates: dict[tuple[str, bool], list[float]] = {(s, w): [] for s in servers for w in (False, True)}
     for _ in range(args.rounds):  # alternate, so drift hits both alike
-        port = free_port()
-        plain_argv = [sys.executable, "-c", PLAIN, str(port), ROOT]
-        plain.append(_measure(plain_argv, port, wrk, args.seconds, args.connections))
-        port = free_port()
-        example = [sys.executable, os.path.join(ROOT, "examples", "http_server.py"), "--listen", f"127.0.0.1:{port}"]
-        with_sockact.append(_measure(example, port, wrk, args.seconds, args.connections))
-    a, b = statistics.median(plain), statistics.median(with_sockact)
-    print(f"steady throughput, wrk -t2 -c{args.connections} -d{args.seconds}s, median of {args.rounds}\n")
-    print("| server | requests/s |")
-    print("|---|---:|")
-    print(f"| http.server, no sockact | {a:,.0f} |")
-    print(f"| the same with sockact (examples/http_server.py) | {b:,.0f} |")
-    print(f"| ratio (goal ≥ 0.99) | {b / a:.3f} |")
+        for server in servers:
+            for with_sockact in (False, True):
+                port = free_port()
+                argv = _pairs(port)[server][with_sockact]
+                rates[server, with_sockact].append(_measure(argv, port, wrk, args.seconds, args.connections))
+    print(f"steady throughput, wrk -t2 -c{args.connections} -d{args.seconds}s keep-alive, median of {args.rounds}\n")
+    print("| server | without sockact, requests/s | with sockact, requests/s | ratio | goal |")
+    print("|---|---:|---:|---:|---|")
+    for server in servers:
+        a, b = statistics.median(rates[server, False]), statistics.median(rates[server, True])
+        print(f"| {server} | {a:,.0f} | {b:,.0f} | {b / a:.3f} | ≥ 0.99 |")
     return 0
 
 
@@ -103,4 +122,5 @@ def add_parser(sub: Any) -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--servers", default="http.server,uvicorn")
     parser.set_defaults(run=run)

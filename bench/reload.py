@@ -1,36 +1,61 @@
-"""Reloads under continuous load, per mode: requests, failures, and latency inside reload windows
-against steady state.
+"""Reloads under continuous load, per mode, sockact's and its peers' side by side: requests, failures,
+and latency inside reload windows against steady state; optionally a PNG timeline.
 
-Modes (each runs the same endpoints on loopback, --reloads reloads, alternating so drift hits all):
+sockact's modes (each serves the same endpoints on loopback; --reloads reloads each):
 
 * ``inprocess`` — ``examples/http_server.py``: SIGHUP, the in-process upgrader hands over.
 * ``supervisor`` — the same server under ``sockact run``: SIGHUP to sockact, a new child, SIGTERM old.
-* ``uvicorn``, ``aiohttp``, … — ``examples/<server>_app.py`` through ``sockact.integrations``.
-* ``naive`` — the peer with no socket passing: SIGTERM the server, wait for it to exit, start it again.
+* ``systemd`` — the same server from a generated unit pair under a real systemd booted in a private
+  namespace (tests/sandbox.py): ``systemctl reload``, PID-file hand-over.
+* ``uvicorn``, ``hypercorn``, ``aiohttp``, ``tornado``, ``waitress`` — ``examples/<server>_app.py``
+  through ``sockact.integrations``; ``gunicorn`` — gunicorn (gthread) under ``sockact run``.
 
-A reload window runs from the signal until a new pid answers, plus 0.5 s; every request that
-started or ended in a window counts as "in reload". Goals (issue 7): 0 failed; p99 in reload windows
-at most 2x steady p99.
+The peers, same app logic, same load:
+
+* ``naive`` — SIGTERM the server, wait for it to exit, start it again (no socket passing).
+* ``gunicorn-usr2`` — gunicorn's binary upgrade as its docs give it: USR2, wait until a new worker
+  answers, then TERM the old master (graceful). ``gunicorn-usr2-activated`` — the same, gunicorn
+  started by ``systemd-socket-activate``.
+* ``uvicorn-restart`` — ``uvicorn --workers 1``: SIGHUP makes its supervisor start a new worker and
+  then stop the old one.
+* ``systemd-restart`` — the systemd socket unit holds the socket, ``systemctl restart`` stops the
+  service and starts it again (connections wait in the backlog; no hand-over).
+
+A reload window runs from the signal until a new pid answers and the mode's procedure is over (for
+gunicorn: the old master exited and the new one promoted itself; for uvicorn: every old worker
+exited), plus 0.2 s; a request that started or ended in one counts as "reload". A reload that brings
+no new pid within --reload-timeout ends that mode's reloads (the table says why). Goals (issue 7):
+0 failed for sockact; p99 in reload windows at most 2x steady p99.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench._util import ROOT, become_subreaper, child_env, free_port, reap_exited
 from sockact._loadgen import Load, LoadResult, get
 
 SERVERS = ["uvicorn", "hypercorn", "aiohttp", "tornado", "waitress"]
-TAIL = 0.5
+SOCKACT = ["inprocess", "supervisor", "systemd", *SERVERS, "gunicorn"]
+PEERS = ["naive", "gunicorn-usr2", "gunicorn-usr2-activated", "uvicorn-restart", "systemd-restart"]
+TAIL = 0.2  # of each reload window after the reload is over
+GAP = 0.1  # steady state between one window and the next signal
+EXAMPLES = os.path.join(ROOT, "examples")
+PY = sys.executable
+
+
+class ReloadFailed(Exception):
+    """A reload brought no new serving pid; the message says what happened."""
 
 
 @dataclass
@@ -39,19 +64,12 @@ class Run:
     result: LoadResult = field(default_factory=LoadResult)
     windows: list[tuple[float, float]] = field(default_factory=list)
     reloads: int = 0
+    note: str = ""
 
 
-def _argv(mode: str, port: int) -> list[str]:
-    server = "http_server.py" if mode in ("inprocess", "supervisor", "naive") else f"{mode}_app.py"
-    argv = [sys.executable, os.path.join(ROOT, "examples", server), "--listen", f"127.0.0.1:{port}"]
-    argv += ["--drain-timeout", "10"]
-    if mode == "supervisor":
-        supervisor = [sys.executable, "-m", "sockact", "run", "--listen", f"http=127.0.0.1:{port}"]
-        return [*supervisor, "--drain-timeout", "10", "--", *argv]
-    return argv
-
-
-def _answering(port: int, not_pids: set[int], deadline: float) -> int:
+def _answering(port: int, not_pids: set[int], deadline: float, alive: Callable[[], str | None]) -> int:
+    """The pid of the first server answering on ``port`` that is not in ``not_pids``."""
+    look = 0.0
     while time.monotonic() < deadline:
         try:
             status, pid = get("127.0.0.1", port, timeout=2)
@@ -59,54 +77,335 @@ def _answering(port: int, not_pids: set[int], deadline: float) -> int:
                 return pid
         except OSError:
             pass
+        if time.monotonic() >= look:  # alive() may be slow (systemctl): every 0.25 s
+            why = alive()
+            if why is not None:
+                raise ReloadFailed(why)
+            look = time.monotonic() + 0.25
         time.sleep(0.005)
-    raise TimeoutError(f"no new server on port {port}")
+    raise ReloadFailed(f"no new pid answered within the deadline; {alive() or 'the old one still serves'}")
 
 
-def _one(mode: str, reloads: int, max_seconds: float) -> Run:
-    port = free_port()
-    env = child_env()
-    devnull = subprocess.DEVNULL
-    procs = [subprocess.Popen(_argv(mode, port), env=env, stdout=devnull, stderr=devnull)]
-    deadline = time.monotonic() + max_seconds
-    run = Run(mode)
+def _signal(pid: int, sig: int) -> None:
     try:
-        pids = {_answering(port, set(), deadline)}
-        main = procs[0].pid
-        with Load("127.0.0.1", port, workers=4, max_seconds=max_seconds) as load:
-            time.sleep(1.0)  # steady state before the first reload
-            for _ in range(reloads):
-                began = time.monotonic() - load.started
-                if mode == "naive":
-                    procs[-1].send_signal(signal.SIGTERM)
-                    procs[-1].wait(30)
-                    procs.append(subprocess.Popen(_argv(mode, port), env=env, stdout=devnull, stderr=devnull))
-                else:
-                    os.kill(main, signal.SIGHUP)
-                new = _answering(port, pids, deadline)
-                pids.add(new)
-                if mode == "inprocess" or mode in SERVERS:
-                    main = new
-                run.windows.append((began, time.monotonic() - load.started + TAIL))
-                run.reloads += 1
-                time.sleep(TAIL + 0.5)  # steady state between reloads
-            run.result = load.stop()
-    finally:
-        for pid in {main, *(p.pid for p in procs)}:
-            try:
-                os.kill(pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-        for proc in procs:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _tail(path: str) -> str:
+    """The last line of a log that looks like an error, for the table's note."""
+    try:
+        with open(path, errors="replace") as f:
+            lines = [line.strip() for line in f if line.strip()]
+    except OSError:
+        return ""
+    errors = [line for line in lines if "Error" in line or "error" in line]
+    return (errors or lines or [""])[-1][:160]
+
+
+class Target:
+    """One server under test: started once, reloaded --reloads times, then stopped (only the pids
+    it started or that its reloads produced, by pid)."""
+
+    sockact = True
+
+    def __init__(self, mode: str, port: int, workdir: str) -> None:
+        self.mode, self.port, self.workdir = mode, port, workdir
+        self.log = os.path.join(workdir, f"{mode}.log")
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.main = 0  # the pid a reload signal goes to
+
+    def argv(self) -> list[str]:
+        name = "http_server.py" if self.mode in ("inprocess", "supervisor", "naive") else f"{self.mode}_app.py"
+        return [PY, os.path.join(EXAMPLES, name), "--listen", f"127.0.0.1:{self.port}", "--drain-timeout", "10"]
+
+    def popen(self, argv: list[str]) -> subprocess.Popen[bytes]:
+        with open(self.log, "ab") as out:
+            proc = subprocess.Popen(argv, env=child_env(), stdout=out, stderr=subprocess.STDOUT)
+        self.procs.append(proc)
+        return proc
+
+    def start(self) -> None:
+        self.main = self.popen(self.argv()).pid
+
+    def trouble(self) -> str | None:
+        """Why no new pid can come any more (the main process exited), or None."""
+        if self.procs and self.procs[0].poll() is not None and self.main == self.procs[0].pid:
+            return f"pid {self.main} exited with {self.procs[0].returncode}: {_tail(self.log)}"
+        return None
+
+    def reload(self) -> None:
+        os.kill(self.main, signal.SIGHUP)
+
+    def took_over(self, pid: int) -> None:
+        self.main = pid  # in-process: the successor is the new main process
+
+    def pids(self) -> set[int]:
+        return {self.main, *(p.pid for p in self.procs)}
+
+    def close(self) -> None:
+        for pid in self.pids():
+            _signal(pid, signal.SIGTERM)
+        for proc in self.procs:
             try:
                 proc.wait(30)
             except subprocess.TimeoutExpired:
                 proc.kill()
+                proc.wait()
+
+
+class Supervisor(Target):
+    def argv(self) -> list[str]:
+        listen = ["--listen", f"http=127.0.0.1:{self.port}", "--drain-timeout", "10"]
+        if self.mode == "gunicorn":
+            server = [PY, "-m", "gunicorn", *_gunicorn_options(self.workdir), "_common:wsgi_app"]
+        else:
+            server = super().argv()
+        return [PY, "-m", "sockact", "run", *listen, "--", *server]
+
+    def took_over(self, pid: int) -> None:
+        pass  # sockact run stays the main process
+
+
+class Naive(Target):
+    sockact = False
+
+    def reload(self) -> None:
+        old = self.procs[-1]
+        old.send_signal(signal.SIGTERM)
+        old.wait(30)
+        self.main = self.popen(self.argv()).pid
+
+    def took_over(self, pid: int) -> None:
+        pass
+
+
+def _gunicorn_options(workdir: str) -> list[str]:
+    return [
+        "--chdir",
+        EXAMPLES,
+        "--worker-class",
+        "gthread",
+        "--threads",
+        "4",
+        "--graceful-timeout",
+        "10",
+        "--control-socket",
+        os.path.join(workdir, f"gunicorn-{time.monotonic_ns()}.ctl"),
+    ]
+
+
+class GunicornUSR2(Target):
+    """gunicorn's binary upgrade: USR2 → a new master (a child of the old one) with new workers; once
+    one answers, TERM to the old master. The master is the worker's parent."""
+
+    sockact = False
+
+    def argv(self) -> list[str]:
+        pidfile = os.path.join(self.workdir, f"{self.mode}.pid")
+        argv = [PY, "-m", "gunicorn", "--bind", f"127.0.0.1:{self.port}", "--pid", pidfile]
+        argv += [*_gunicorn_options(self.workdir), "_common:wsgi_app"]
+        if self.mode.endswith("-activated"):
+            activate = ["systemd-socket-activate", "-l", f"127.0.0.1:{self.port}", "--fdname=http"]
+            return [*activate, "-E", f"PYTHONPATH={ROOT}", *argv]  # it execs gunicorn: same pid
+        return argv
+
+    def reload(self) -> None:
+        self.old_master = self.main
+        os.kill(self.main, signal.SIGUSR2)
+
+    def trouble(self) -> str | None:
+        why = super().trouble()
+        if why is None and "Traceback" in _read(self.log)[self._seen :]:
+            return f"the new master crashed: {_tail(self.log)}"
+        return why
+
+    def took_over(self, pid: int) -> None:
+        self.main = _parent(pid)  # the new worker's master
+        promoted = _read(self.log).count("Master has been promoted")
+        os.kill(self.old_master, signal.SIGTERM)
+        # Part of the procedure: the new master ignores the next USR2 ("Parent exists") until the old
+        # one exited and it promoted itself (it looks once a second).
+        _wait_gone(self.old_master, 30)
+        deadline = time.monotonic() + 10
+        while _read(self.log).count("Master has been promoted") == promoted and time.monotonic() < deadline:
+            time.sleep(0.02)
+        self._seen = len(_read(self.log))
+
+    def start(self) -> None:
+        self._seen = 0
+        super().start()
+
+
+class UvicornRestart(Target):
+    """uvicorn's supervisor (it needs --workers 2 to be one): SIGHUP replaces each worker in turn,
+    the new one first. The reload is over when every old worker has exited."""
+
+    sockact = False
+
+    def argv(self) -> list[str]:
+        listen = ["--host", "127.0.0.1", "--port", str(self.port)]
+        return [
+            PY,
+            "-m",
+            "uvicorn",
+            "--workers",
+            "2",
+            "--app-dir",
+            EXAMPLES,
+            "--no-access-log",
+            *listen,
+            "_common:asgi_app",
+        ]
+
+    def reload(self) -> None:
+        self.old_workers = _children(self.main)
+        super().reload()
+
+    def took_over(self, pid: int) -> None:
+        for worker in self.old_workers:
+            _wait_gone(worker, 30)
+
+
+class Systemd(Target):
+    """A unit pair in the shared sandbox; the bench reaches it on 127.0.0.1 (the network is shared)."""
+
+    box: Any = None
+
+    def __init__(self, mode: str, port: int, workdir: str) -> None:
+        super().__init__(mode, port, workdir)
+        self.sockact = mode == "systemd"
+        self.unit = f"bench-{mode}"
+
+    def units(self) -> dict[str, str]:
+        from sockact._units import render_units
+
+        server = [PY, os.path.join(EXAMPLES, "http_server.py"), "--listen", f"127.0.0.1:{self.port}"]
+        units = render_units(
+            self.unit,
+            [("http", f"127.0.0.1:{self.port}")],
+            [*server, "--drain-timeout", "10"],
+            mode="inprocess",
+            drain_timeout=10,
+            environment={"PYTHONPATH": ROOT},
+            sockact_command=[PY, "-m", "sockact"],
+        )
+        service = units[f"{self.unit}.service"]
+        logs = f"[Service]\nStandardOutput=append:{self.log}\nStandardError=append:{self.log}\n"
+        units[f"{self.unit}.service"] = service.replace("[Service]\n", logs)
+        return units
+
+    def start(self) -> None:
+        self.box.systemctl("start", f"{self.unit}.socket")
+
+    def trouble(self) -> str | None:
+        state = self.box.show(f"{self.unit}.service", "ActiveState")
+        return None if state in ("active", "reloading", "activating", "deactivating") else f"unit is {state}"
+
+    def reload(self) -> None:
+        verb = "reload" if self.mode == "systemd" else "restart"
+        # not waited for here: systemctl restart blocks until the new process is ready
+        self.systemctl = subprocess.Popen(
+            ["nsenter", "-t", str(self.box.pid), "-m", "-p", "systemctl", verb, f"{self.unit}.service"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    def took_over(self, pid: int) -> None:
+        self.systemctl.wait(30)
+
+    def close(self) -> None:
+        self.box.systemctl("stop", f"{self.unit}.socket", f"{self.unit}.service", check=False)
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path, errors="replace") as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def _children(pid: int) -> set[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return {int(p) for p in f.read().split()}
+    except OSError:
+        return set()
+
+
+def _wait_gone(pid: int, timeout: float) -> None:
+    """Wait (bounded) until ``pid`` exited; it is reaped here if it is our child or an orphan of ours."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+            if done:
+                return
+        except ChildProcessError:
+            if not os.path.exists(f"/proc/{pid}"):
+                return
+        time.sleep(0.01)
+
+
+def _parent(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rsplit(")", 1)[1].split()[1])
+
+
+def _target(mode: str, port: int, workdir: str) -> Target:
+    if mode in ("supervisor", "gunicorn"):
+        return Supervisor(mode, port, workdir)
+    if mode == "naive":
+        return Naive(mode, port, workdir)
+    if mode.startswith("gunicorn-usr2"):
+        return GunicornUSR2(mode, port, workdir)
+    if mode == "uvicorn-restart":
+        return UvicornRestart(mode, port, workdir)
+    if mode in ("systemd", "systemd-restart"):
+        return Systemd(mode, port, workdir)
+    if mode in ("inprocess", *SERVERS):
+        return Target(mode, port, workdir)
+    raise SystemExit(f"unknown mode {mode!r}; modes: {', '.join(SOCKACT + PEERS)}")
+
+
+def _one(target: Target, reloads: int, max_seconds: float, reload_timeout: float) -> Run:
+    deadline = time.monotonic() + max_seconds
+    run = Run(target.mode)
+    try:
+        target.start()
+        pids = {_answering(target.port, set(), deadline, target.trouble), *_children(target.main)}
+        with Load("127.0.0.1", target.port, workers=4, max_seconds=max_seconds) as load:
+            time.sleep(1.0)  # steady state before the first reload
+            for _ in range(reloads):
+                began = time.monotonic() - load.started
+                target.reload()
+                limit = min(deadline, time.monotonic() + reload_timeout)
+                try:
+                    new = _answering(target.port, pids, limit, target.trouble)
+                except ReloadFailed as exc:
+                    run.note = f"reload {run.reloads + 1} failed: {exc}"
+                    run.windows.append((began, time.monotonic() - load.started + TAIL))
+                    time.sleep(1.0)  # the load goes on: does the old process still serve?
+                    break
+                pids.add(new)
+                target.took_over(new)
+                run.windows.append((began, time.monotonic() - load.started + TAIL))
+                run.reloads += 1
+                time.sleep(TAIL + GAP)
+                reap_exited()  # predecessors are orphans re-parented here
+            time.sleep(1.0)  # steady state after the last reload
+            run.result = load.stop()
+    except ReloadFailed as exc:
+        run.note = f"did not start: {exc}"
+    finally:
+        target.close()
         reap_exited()
     return run
 
 
-def _percentile(values: list[float], q: float) -> float:
+def percentile(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
     values = sorted(values)
@@ -123,29 +422,109 @@ def _split(run: Run) -> tuple[list[float], list[float]]:
     return steady, inside
 
 
+def _sandbox(targets: list[Systemd], workdir: str) -> Any:
+    sys.path.insert(0, os.path.join(ROOT, "tests"))
+    sandbox: Any = importlib.import_module("sandbox")  # the test suite's recipe: private namespaces, own units
+
+    why = sandbox.available()
+    if why is not None:
+        raise SystemExit(f"the systemd modes need the sandbox: {why}")
+    units: dict[str, str] = {}
+    for target in targets:
+        units.update(target.units())
+    keep = [ROOT, sys.prefix, sys.base_prefix, os.path.dirname(os.path.realpath(sys.executable))]
+    return sandbox.Sandbox(workdir, units, keep)
+
+
+def table(runs: list[Run]) -> None:
+    print("reloads under load, 4 load workers (half keep-alive, half a new connection per request), loopback\n")
+    print("| mode | kind | reloads | requests | failed | p50 steady ms | p99 steady ms | p50 reload ms |", end="")
+    print(" p99 reload ms | ratio |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in runs:
+        steady, inside = _split(r)
+        p99_steady, p99_inside = percentile(steady, 0.99), percentile(inside, 0.99)
+        kind = "sockact" if r.mode in SOCKACT else "peer"
+        print(
+            f"| {r.mode} | {kind} | {r.reloads} | {r.result.requests} | {r.result.failed} |"
+            f" {percentile(steady, 0.5):.1f} | {p99_steady:.1f} | {percentile(inside, 0.5):.1f} | {p99_inside:.1f} |"
+            f" {p99_inside / p99_steady:.2f} |"
+        )
+    notes = [f"- {r.mode}: {r.note}" for r in runs if r.note]
+    if notes:
+        print("\n" + "\n".join(notes))
+    print("\n(goals: failed 0 for every sockact mode; ratio = p99 in reload windows / steady p99 ≤ 2.0)")
+
+
+def plot(runs: list[Run], path: str) -> None:
+    """requests/s and failures/s per 100 ms, reload windows shaded, serving pid as a band per mode."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(runs), 1, figsize=(11, 2.6 * len(runs)), squeeze=False)
+    for ax, r in zip(axes[:, 0], runs):
+        buckets: dict[int, list[int]] = {}
+        pid_at: dict[int, int] = {}
+        for end, ok, pid in r.result.timeline:
+            b = int(end * 10)
+            buckets.setdefault(b, [0, 0])[0 if ok else 1] += 1
+            if ok:
+                pid_at[b] = pid
+        xs = sorted(buckets)[:-1]  # the last 100 ms are cut short by the end of the load
+        ax.plot([x / 10 for x in xs], [buckets[x][0] * 10 for x in xs], lw=0.8, label="answered/s")
+        ax.plot([x / 10 for x in xs], [buckets[x][1] * 10 for x in xs], lw=0.8, color="red", label="failed/s")
+        for start, end in r.windows:
+            ax.axvspan(start, end, color="orange", alpha=0.25, lw=0)
+        order = {pid: i for i, pid in enumerate(dict.fromkeys(pid_at[x] for x in sorted(pid_at)))}
+        top = max((v[0] * 10 for v in buckets.values()), default=1)
+        for x, pid in pid_at.items():  # serving pid: a band at the top, one colour per process
+            ax.plot([x / 10, x / 10 + 0.1], [top * 1.08] * 2, lw=6, color=f"C{order[pid] % 10}", solid_capstyle="butt")
+        ax.set_title(f"{r.mode}: {r.reloads} reloads, {r.result.requests} requests, {r.result.failed} failed")
+        ax.set_ylabel("per second")
+        ax.legend(loc="lower left", fontsize=7)
+    axes[-1, 0].set_xlabel("seconds (shaded: reload windows; top band: serving pid)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    print(f"\ntimeline written to {path}")
+
+
 def run(args: argparse.Namespace) -> int:
     become_subreaper()
     modes = args.modes.split(",")
-    runs = [_one(mode, args.reloads, args.max_seconds) for mode in modes]
-    print(f"reloads under load: {args.reloads} per mode, 4 load workers, loopback\n")
-    print(
-        "| mode | reloads | requests | failed | p50 steady ms | p99 steady ms | p50 reload ms | p99 reload ms | ratio |"
-    )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for r in runs:
-        steady, inside = _split(r)
-        p99_steady, p99_inside = _percentile(steady, 0.99), _percentile(inside, 0.99)
-        print(
-            f"| {r.mode} | {r.reloads} | {r.result.requests} | {r.result.failed} | {_percentile(steady, 0.5):.1f} |"
-            f" {p99_steady:.1f} | {_percentile(inside, 0.5):.1f} | {p99_inside:.1f} | {p99_inside / p99_steady:.2f} |"
-        )
-    print("\n(goals: failed 0 for every sockact mode; ratio = p99 in reload windows / steady p99 ≤ 2.0)")
+    workdir = tempfile.mkdtemp(prefix="sockact-bench-")
+    targets = [_target(mode, free_port(), workdir) for mode in modes]
+    in_box = [t for t in targets if isinstance(t, Systemd)]
+    box = _sandbox(in_box, workdir) if in_box else None
+    try:
+        for unit in in_box:
+            unit.box = box
+        runs = []
+        for target in targets:
+            reloads = args.reloads
+            if target.mode in PEERS and args.peer_reloads:
+                reloads = args.peer_reloads
+            elif target.mode in (*SERVERS, "gunicorn") and args.integration_reloads:
+                reloads = args.integration_reloads
+            runs.append(_one(target, reloads, args.max_seconds, args.reload_timeout))
+    finally:
+        if box is not None:
+            box.close()
+    table(runs)
+    if args.plot:
+        plot([r for r in runs if r.mode in args.plot_modes.split(",")], args.plot)
     return 0
 
 
 def add_parser(sub: Any) -> None:
     parser = sub.add_parser("reload", help=__doc__.splitlines()[0] if __doc__ else "")
     parser.add_argument("--reloads", type=int, default=100)
-    parser.add_argument("--modes", default=",".join(["inprocess", "supervisor", *SERVERS, "naive"]))
-    parser.add_argument("--max-seconds", type=float, default=600)
+    parser.add_argument("--integration-reloads", type=int, default=0, help="per server integration (0: --reloads)")
+    parser.add_argument("--peer-reloads", type=int, default=0, help="reloads per peer mode (0: --reloads)")
+    parser.add_argument("--modes", default=",".join(SOCKACT + PEERS))
+    parser.add_argument("--max-seconds", type=float, default=600, help="per mode")
+    parser.add_argument("--reload-timeout", type=float, default=15)
+    parser.add_argument("--plot", metavar="PNG", help="write a timeline of --plot-modes")
+    parser.add_argument("--plot-modes", default="inprocess,naive,gunicorn-usr2")
     parser.set_defaults(run=run)
