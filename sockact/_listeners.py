@@ -201,7 +201,7 @@ def get_listeners(
     infos = {}
     for number in inherited.fds:
         try:
-            infos[number] = describe_fd(number)
+            infos[number] = describe_fd(number, name=False)  # the address only when a match needs it
         except OSError as exc:  # claim_fds checked they are open; this is a race
             raise ActivationError(f"inherited fd {number} could not be inspected: {exc}") from exc
     names = dict(zip(inherited.fds, inherited.names))
@@ -229,7 +229,7 @@ def get_listeners(
                         if f not in claimed.values()
                         and names[f] not in wanted
                         and infos[f].kind == "socket"
-                        and addr.matches(infos[f].family, infos[f].type, infos[f].sockname)
+                        and addr.matches(infos[f].family, infos[f].type, describe_fd(f).sockname)
                     ),
                     None,
                 )
@@ -251,9 +251,9 @@ def get_listeners(
         ids = unix_ids(unix_owner, unix_group)
         sockets.update(bind_all(to_bind, backlog=backlog, unix_mode=unix_mode, unix_ids=ids))
         for name, fd in claimed.items():
-            sock = adopt_socket(fd)
+            sock = adopt_socket(fd, infos[fd])
             sockets[name] = sock
-            if sock.type != socket.SOCK_DGRAM and not infos[fd].listening:
+            if infos[fd].type != socket.SOCK_DGRAM and not infos[fd].listening:
                 sock.listen(backlog)
     except BaseException:
         for name, sock in sockets.items():

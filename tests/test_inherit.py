@@ -18,7 +18,7 @@ GET = (
     "    print(json.dumps({'error': type(e).__name__, 'msg': str(e)})); sys.exit(0)\n"
     "print(json.dumps({'keys': list(ls), 'inherited': sorted(ls.inherited), 'bound': sorted(ls.bound),\n"
     "  'fds': {k: s.fileno() for k, s in ls.items()}, 'unclaimed': {str(k): v for k, v in ls.unclaimed.items()},\n"
-    "  'names': {k: str(s.getsockname()) for k, s in ls.items()},\n"
+    "  'names': {k: str(s.getsockname()) for k, s in ls.items()}, 'protos': {k: s.proto for k, s in ls.items()},\n"
     "  'env': sorted(k for k in os.environ if k.startswith('LISTEN_'))}))\n"
 )
 
@@ -35,6 +35,8 @@ def test_by_name_then_bind_rest() -> None:
     out = get({"web": "127.0.0.1:1", "admin": "127.0.0.1:0"}, [a.fileno(), b.fileno()], "other:web")
     assert out["fds"]["web"] == 4 and out["inherited"] == ["web"] and out["bound"] == ["admin"]
     assert out["unclaimed"] == {"3": "other"} and out["env"] == []
+    # inherited and bound alike name their protocol (asyncio sets TCP_NODELAY only when proto is TCP)
+    assert out["protos"] == {"web": socket.IPPROTO_TCP, "admin": socket.IPPROTO_TCP}
 
 
 def test_by_address_when_names_unknown() -> None:
