@@ -21,7 +21,7 @@ STEPS: list[tuple[str, list[str], list[str]]] = [
     (
         "Reloads under continuous load, sockact and its peers",
         ["reload", "--reloads", "100", "--integration-reloads", "30", "--peer-reloads", "10", "--plot", "{png}"],
-        ["reload", "--reloads", "2", "--peer-reloads", "1", "--plot", "{png}", "--reload-timeout", "8"],
+        ["reload", "--reloads", "1", "--peer-reloads", "1", "--plot", "{png}", "--reload-timeout", "8"],
     ),
     ("Hand-over cost against a bare start", ["handover", "--repeats", "21"], ["handover", "--repeats", "2"]),
     (
@@ -31,7 +31,7 @@ STEPS: list[tuple[str, list[str], list[str]]] = [
     ),
     (
         "Steady overhead (wrk)",
-        ["overhead", "--rounds", "3", "--seconds", "3"],
+        ["overhead", "--rounds", "4", "--seconds", "3"],
         ["overhead", "--rounds", "1", "--seconds", "1"],
     ),
     ("Start-up and scale", ["startup"], ["startup", "--repeats", "2", "--fds", "50"]),
