@@ -98,10 +98,10 @@ class HTTPServer(http.server.ThreadingHTTPServer):
 
         A connection that has not sent its first request yet is given until the drain deadline.
         """
-        if not self.draining and isinstance(getattr(rfile, "raw", None), _Reader):
+        if not self.draining and isinstance(rfile, io.BufferedReader) and not isinstance(conn, ssl.SSLSocket):
             # The plain handler's cost: one blocking read into rfile's buffer, where the handler then
             # finds the request (no syscall of ours). drain() wakes an idle connection by shutting
-            # its reading side, which ends this read with EOF.
+            # its reading side, which ends this read with EOF. (TLS connections wait in poll().)
             try:
                 arrived = bool(rfile.peek(1))
             except OSError:
@@ -207,15 +207,6 @@ def _wake_idle(conn: socket.socket) -> None:
 def _buffered(conn: socket.socket, rfile: Any) -> bool:
     """Whether the handler has something to read now — request bytes in ``rfile``'s buffer or the
     socket, an EOF or an error — without blocking. False only when reading would block."""
-    raw = getattr(rfile, "raw", None)
-    if isinstance(raw, _Reader):  # the cheap way: one recv(MSG_DONTWAIT), or none if bytes are buffered
-        raw.dontwait = True
-        try:
-            return bool(rfile.peek(1)) or not raw.would_block
-        except OSError:
-            return True  # a reset or error: let the handler read it and finish
-        finally:
-            raw.dontwait = raw.would_block = False
     timeout = conn.gettimeout()
     conn.settimeout(0.0)
     try:
@@ -233,36 +224,6 @@ def _buffered(conn: socket.socket, rfile: Any) -> bool:
         conn.settimeout(timeout)
 
 
-class _Reader(io.RawIOBase):
-    """The raw layer under a handler's ``rfile``: reads block as usual, except while ``dontwait`` is
-    set, when one read is tried with MSG_DONTWAIT (the fd's flags untouched) and "would block" is
-    recorded in ``would_block`` — so one ``rfile.peek(1)`` tells buffered, arrived, EOF and nothing
-    apart, and the bytes it reads stay in ``rfile``'s buffer for the handler (pipelining included)."""
-
-    def __init__(self, sock: socket.socket, raw: Any) -> None:
-        super().__init__()
-        self._sock = sock
-        self._raw = raw
-        self.dontwait = False
-        self.would_block = False
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int | None:
-        if not self.dontwait:
-            return int(self._raw.readinto(buffer))
-        try:
-            return self._sock.recv_into(buffer, 0, socket.MSG_DONTWAIT)
-        except BlockingIOError:
-            self.would_block = True
-            return None
-
-    def close(self) -> None:
-        self._raw.close()
-        super().close()
-
-
 class HTTPRequestHandler(http.server.BaseHTTPRequestHandler):
     """A BaseHTTPRequestHandler (HTTP/1.1 keep-alive) that cooperates with :meth:`HTTPServer.drain`."""
 
@@ -275,10 +236,6 @@ class HTTPRequestHandler(http.server.BaseHTTPRequestHandler):
         # waits for the client's delayed ACK (40 ms on Linux) on every keep-alive response.
         if self.connection.family in (socket.AF_INET, socket.AF_INET6):
             self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if not isinstance(self.connection, ssl.SSLSocket) and isinstance(self.rfile, io.BufferedReader):
-            # Between requests, wait_for_request waits through rfile itself (see _Reader): the bytes it
-            # reads stay buffered for the handler, so a keep-alive request costs one read, as without us.
-            self.rfile = io.BufferedReader(_Reader(self.connection, self.rfile.detach()), io.DEFAULT_BUFFER_SIZE)
 
     def handle_one_request(self) -> None:
         if not self.server.wait_for_request(self.connection, self.rfile):
