@@ -31,7 +31,7 @@ STEPS: list[tuple[str, list[str], list[str]]] = [
     ),
     (
         "Steady overhead (wrk)",
-        ["overhead", "--rounds", "4", "--seconds", "3"],
+        ["overhead", "--rounds", "5", "--seconds", "3"],
         ["overhead", "--rounds", "1", "--seconds", "1"],
     ),
     ("Start-up and scale", ["startup"], ["startup", "--repeats", "2", "--fds", "50"]),
@@ -80,7 +80,8 @@ def run(args: argparse.Namespace) -> int:
         if out.returncode != 0:
             failed.append(title)
         shown = " ".join(a.replace(png, "docs/reload-timeline.png") for a in argv)
-        sections.append(f"## {title}\n\n`python -m bench {shown}` ({took:.0f} s)\n\n{out.stdout.strip()}\n")
+        text = out.stdout.strip().replace(ROOT + os.sep, "")
+        sections.append(f"## {title}\n\n`python -m bench {shown}` ({took:.0f} s)\n\n{text}\n")
     total = time.monotonic() - began
     print(f"all benches: {total / 60:.1f} min (goal: under 10)")
     if args.write:
