@@ -16,8 +16,8 @@ The peers, same app logic, same load:
 * ``gunicorn-usr2`` — gunicorn's binary upgrade as its docs give it: USR2, wait until a new worker
   answers, then TERM the old master (graceful). ``gunicorn-usr2-activated`` — the same, gunicorn
   started by ``systemd-socket-activate``.
-* ``uvicorn-restart`` — ``uvicorn --workers 1``: SIGHUP makes its supervisor start a new worker and
-  then stop the old one.
+* ``uvicorn-restart`` — ``uvicorn --workers 2`` (with one worker there is no supervisor to restart
+  it): SIGHUP makes the supervisor start each new worker, then stop its old one.
 * ``systemd-restart`` — the systemd socket unit holds the socket, ``systemctl restart`` stops the
   service and starts it again (connections wait in the backlog; no hand-over).
 
