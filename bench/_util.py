@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import ctypes
 import os
+import signal
 import socket
+import subprocess
+import time
+from typing import Any
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PR_SET_CHILD_SUBREAPER = 36
@@ -41,3 +45,40 @@ def reap_exited() -> int:
         if pid == 0:
             return count
         count += 1
+
+
+def stop(proc: subprocess.Popen[Any], grace: float = 20) -> None:
+    """SIGTERM ``proc``, wait up to ``grace`` seconds, then SIGKILL it."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def children_of(pid: int) -> set[int]:
+    """The children of ``pid``, whichever of its threads started them (empty once it is gone)."""
+    kids: set[int] = set()
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                kids.update(int(p) for p in f.read().split())
+    except OSError:
+        pass
+    return kids
+
+
+def wait_gone(pid: int, timeout: float) -> bool:
+    """Wait (bounded) until ``pid`` exited, reaping it if it is a child (or an orphan) of ours."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+            if done:
+                return True
+        except ChildProcessError:
+            if not os.path.exists(f"/proc/{pid}"):
+                return True
+        time.sleep(0.01)
+    return False

@@ -21,8 +21,9 @@ import sys
 import time
 from typing import Any
 
-from bench._util import ROOT, become_subreaper, child_env, free_port, reap_exited
+from bench._util import ROOT, become_subreaper, child_env, free_port, reap_exited, wait_gone
 from sockact._loadgen import _read_response, get
+from sockact._poll import readable
 
 BATCH = 250
 
@@ -134,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
                 raise TimeoutError("no successor answered within 30 s")
             time.sleep(0.01)
         handed = time.monotonic() - signalled
-        gone = _wait_fd(pidfd, args.drain_timeout + 5)
+        gone = bool(readable([pidfd], args.drain_timeout + 5))
         exited = time.monotonic() - signalled
         os.close(pidfd)
         eof, reset, still_open = _closed(socks, 5)
@@ -149,10 +150,8 @@ def run(args: argparse.Namespace) -> int:
                 except ProcessLookupError:
                     pass
         proc.wait(60)
-        deadline = time.monotonic() + 60
-        while successor and os.path.exists(f"/proc/{successor}") and time.monotonic() < deadline:
-            reap_exited()
-            time.sleep(0.05)
+        if successor:
+            wait_gone(successor, 60)
         reap_exited()
     n = args.connections
     print(f"{n:,} idle keep-alive connections across one upgrade of examples/asyncio_server.py\n")
@@ -167,12 +166,6 @@ def run(args: argparse.Namespace) -> int:
     print(f"| idle connections left open | {still_open:,} | 0 |")
     print(f"| reconnects answered by the successor | {answered:,} of {n:,} ({failed} failed) | all |")
     return 0
-
-
-def _wait_fd(fd: int, timeout: float) -> bool:
-    poller = select.poll()
-    poller.register(fd, select.POLLIN)
-    return bool(poller.poll(timeout * 1000))
 
 
 def add_parser(sub: Any) -> None:

@@ -15,14 +15,13 @@ import argparse
 import os
 import re
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
 import time
 from typing import Any
 
-from bench._util import ROOT, child_env, free_port
+from bench._util import ROOT, child_env, free_port, stop
 from sockact._loadgen import get
 
 PLAIN = r"""
@@ -84,12 +83,7 @@ def _measure(argv: list[str], port: int, wrk: str, seconds: int, connections: in
         rate, count = _wrk(wrk, port, seconds, connections)
         return rate, (_cpu(proc.pid) - before) / count * 1e6
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
 
 
 def _pairs(port: int) -> dict[str, tuple[list[str], list[str]]]:

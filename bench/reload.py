@@ -43,7 +43,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench._util import ROOT, become_subreaper, child_env, free_port, reap_exited
+from bench._util import ROOT, become_subreaper, child_env, children_of, free_port, reap_exited, stop, wait_gone
 from sockact._loadgen import Load, LoadResult, get
 
 SERVERS = ["uvicorn", "hypercorn", "aiohttp", "tornado", "waitress"]
@@ -147,11 +147,7 @@ class Target:
         for pid in self.pids():
             _signal(pid, signal.SIGTERM)
         for proc in self.procs:
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop(proc, 30)  # the SIGTERM again is harmless: it is draining already, or gone
 
 
 class Supervisor(Target):
@@ -222,7 +218,7 @@ class GunicornUSR2(Target):
         os.kill(self.old_master, signal.SIGTERM)
         # Part of the procedure: the new master ignores the next USR2 ("Parent exists") until the old
         # one exited and it promoted itself (it looks once a second).
-        _wait_gone(self.old_master, 30)
+        wait_gone(self.old_master, 30)
         deadline = time.monotonic() + 10
         while _read(self.log).count("Master has been promoted") == promoted and time.monotonic() < deadline:
             time.sleep(0.02)
@@ -259,7 +255,7 @@ class UvicornRestart(Target):
     def workers(self) -> set[int]:
         """The supervisor's worker processes (multiprocessing's resource tracker is a child too)."""
         found = set()
-        for pid in _children(self.main):
+        for pid in children_of(self.main):
             try:
                 with open(f"/proc/{pid}/cmdline", "rb") as f:
                     if b"spawn_main" in f.read():
@@ -270,7 +266,7 @@ class UvicornRestart(Target):
 
     def took_over(self, pid: int) -> None:
         for worker in self.old_workers:
-            _wait_gone(worker, 30)
+            wait_gone(worker, 30)
 
 
 class Systemd(Target):
@@ -313,7 +309,7 @@ class Systemd(Target):
         verb = "reload" if self.mode == "systemd" else "restart"
         # not waited for here: systemctl restart blocks until the new process is ready
         self.systemctl = subprocess.Popen(
-            ["nsenter", "-t", str(self.box.pid), "-m", "-p", "systemctl", verb, f"{self.unit}.service"],
+            self.box.command("systemctl", verb, f"{self.unit}.service"),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -331,28 +327,6 @@ def _read(path: str) -> str:
             return f.read()
     except OSError:
         return ""
-
-
-def _children(pid: int) -> set[int]:
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as f:
-            return {int(p) for p in f.read().split()}
-    except OSError:
-        return set()
-
-
-def _wait_gone(pid: int, timeout: float) -> None:
-    """Wait (bounded) until ``pid`` exited; it is reaped here if it is our child or an orphan of ours."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            done, _ = os.waitpid(pid, os.WNOHANG)
-            if done:
-                return
-        except ChildProcessError:
-            if not os.path.exists(f"/proc/{pid}"):
-                return
-        time.sleep(0.01)
 
 
 def _parent(pid: int) -> int:
@@ -381,7 +355,7 @@ def _one(target: Target, reloads: int, max_seconds: float, reload_timeout: float
     run = Run(target.mode)
     try:
         target.start()
-        pids = {_answering(target.port, set(), deadline, target.trouble), *_children(target.main)}
+        pids = {_answering(target.port, set(), deadline, target.trouble), *children_of(target.main)}
         with Load("127.0.0.1", target.port, workers=4, max_seconds=max_seconds) as load:
             time.sleep(1.0)  # steady state before the first reload
             for _ in range(reloads):

@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import statistics
 import subprocess
 import sys
 import time
 from typing import Any
 
-from bench._util import child_env
+from bench._util import child_env, stop
 
 FDS_CHILD = r"""
 import json, os, resource, socket, sys, time
@@ -94,12 +93,7 @@ def _supervisor_rss_mib() -> float:
         with open(f"/proc/{proc.pid}/status") as f:
             rss_kib = next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
     return rss_kib / 1024
 
 

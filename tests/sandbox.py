@@ -146,11 +146,13 @@ class Sandbox:
         with open(self.log, errors="replace") as f:
             return f.read()
 
+    def command(self, *argv: str) -> list[str]:
+        """``argv`` as a command line that runs inside the sandbox's mount and pid namespaces."""
+        return ["nsenter", "-t", str(self.pid), "-m", "-p", *argv]
+
     def run(self, *argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         """Run a command inside the sandbox's mount and pid namespaces."""
-        return subprocess.run(
-            ["nsenter", "-t", str(self.pid), "-m", "-p", *argv], capture_output=True, text=True, check=check, timeout=60
-        )
+        return subprocess.run(self.command(*argv), capture_output=True, text=True, check=check, timeout=60)
 
     def systemctl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return self.run("systemctl", "--no-pager", *args, check=check)
