@@ -9,7 +9,17 @@ from __future__ import annotations
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing alone costs more than all of this
 if TYPE_CHECKING:
     from ._address import Address, parse_address
-    from ._errors import ActivationError, AddressError, NotifyError, SockactError, UpgradeError
+    from ._errors import (
+        ActivationError,
+        AddressError,
+        NotifyError,
+        SockactError,
+        SpawnError,
+        StateError,
+        SuccessorError,
+        UpgradeError,
+        UsageError,
+    )
     from ._journal import JournalFormatter
     from ._listeners import Listeners, get_listeners
     from ._notify import (
@@ -36,7 +46,17 @@ if TYPE_CHECKING:
 #: for the upgrader, and start-up stays fast.
 _HOMES = {
     "_address": ("Address", "parse_address"),
-    "_errors": ("ActivationError", "AddressError", "NotifyError", "SockactError", "UpgradeError"),
+    "_errors": (
+        "ActivationError",
+        "AddressError",
+        "NotifyError",
+        "SockactError",
+        "SpawnError",
+        "StateError",
+        "SuccessorError",
+        "UpgradeError",
+        "UsageError",
+    ),
     "_journal": ("JournalFormatter",),
     "_listeners": ("Listeners", "get_listeners"),
     "_notify": (
@@ -88,7 +108,11 @@ __all__ = [
     "NotifyReceiver",
     "ReloadHandler",
     "SockactError",
+    "SpawnError",
+    "StateError",
+    "SuccessorError",
     "UpgradeError",
+    "UsageError",
     "Upgrader",
     "barrier",
     "extend_timeout",

@@ -19,9 +19,12 @@ import threading
 import time
 import urllib.parse
 
+from . import _handoff as h
+from ._drive import Driver
 from ._loadgen import Load, LoadResult, get
 from ._receiver import NotifyReceiver
 from ._spawn import Child, spawn
+from ._upstream import Upstream
 
 __all__ = ["demo", "serve"]
 
@@ -63,6 +66,30 @@ def serve(listen: str, drain_timeout: float) -> int:
 
 
 # -- the tour ---------------------------------------------------------------------------------------
+
+
+class _Launcher(Driver):
+    """The demo's systemd: starts the server through the one hand-over machine (as ``sockact run``
+    starts its first child) and waits for its READY=1, its death or the deadline."""
+
+    def __init__(self, command: list[str], listener: socket.socket, receiver: NotifyReceiver) -> None:
+        policy = h.Policy(in_process=False, ready_timeout=30.0, give_up_after=1)
+        super().__init__(h.Handoff(policy), Upstream({}), stop_signals=())
+        self.command, self.listener, self.receiver = command, listener, receiver
+
+    def start(self, timeout: float) -> Child | None:
+        """The server once it sent READY=1, else None (the reason is in ``outcomes``)."""
+        self.feed(h.Start())
+        self.run_until(lambda: bool(self.outcomes), timeout)
+        outcome = self.outcomes[-1] if self.outcomes else None
+        return self.children.get(outcome.pid) if isinstance(outcome, h.Upgraded) else None
+
+    def _spawn(self) -> Child:
+        assert self.receiver is not None
+        return spawn(self.command, [self.listener.fileno()], ["http"], notify_socket=self.receiver.address)
+
+    def _hand_over(self, pid: int, status: str) -> None:
+        pass  # the demo is the manager: nobody above it to tell
 
 
 def _play_systemd(receiver: NotifyReceiver) -> None:
@@ -134,12 +161,10 @@ def demo(reloads: int, seconds: float, mode: str, plot: str | None) -> int:
         )
         print(f"demo: listening on 127.0.0.1:{port} like a .socket unit; starting the server ({mode})")
         started = time.monotonic()
-        child: Child = spawn(command, [listener.fileno()], ["http"], notify_socket=receiver.address)
-        receiver.allow(child.pid)
-        message = receiver.receive(timeout=30)
-        if message is None or message.get("READY") != "1":
-            child.terminate(5)
-            print("demo: the server did not send READY=1 within 30 s", file=sys.stderr)
+        launcher = _Launcher(command, listener, receiver)
+        child = launcher.start(timeout=30)
+        if child is None:
+            print(f"demo: the server did not start: {launcher.outcomes[-1]}", file=sys.stderr)
             return 1
         print(f"demo: pid {child.pid} sent READY=1 after {1000 * (time.monotonic() - started):.0f} ms")
         receiver.allowed_pids = None  # successors speak to "systemd" after their hand-over

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._cparse import CParseError, parse_pid, safe_atoi, safe_atou64
-from ._errors import ActivationError
+from ._errors import ActivationError, UsageError
 
 __all__ = [
     "LISTEN_FDS_START",
@@ -294,7 +294,7 @@ def check_fdname(name: str) -> str:
         or ":" in name
         or not all(32 <= ord(c) < 127 for c in name)
     ):
-        raise ActivationError(
+        raise UsageError(
             f"fd name {name!r} is not a valid FileDescriptorName=: use 1-255 printable ASCII characters without ':' "
             "(systemd.socket(5))"
         )

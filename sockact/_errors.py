@@ -1,8 +1,34 @@
-"""The exception hierarchy: one root, one subclass per party who can fix the problem."""
+"""The exception hierarchy: one root, one subclass per party who can fix the problem.
+
+=====================  ==================================  ==========================================
+error                  also a                              who fixes it
+=====================  ==================================  ==========================================
+``UsageError``         ``ValueError``                      the caller: a value breaks a rule
+``StateError``         ``RuntimeError``                    the caller: a call at the wrong moment
+``ActivationError``    ``OSError`` (libsystemd's errno)    whoever wrote the unit or started us
+``AddressError``       ``ActivationError``, ``ValueError`` the address in the spec or the unit
+``NotifyError``        ``OSError`` (the errno)             the manager's socket: delivery failed
+``UpgradeError``       —                                   the successor or its environment
+``SpawnError``         ``UpgradeError``                    the command line, PATH, fd limits
+``SuccessorError``     ``UpgradeError``                    the new code: it exited, hung or crashed
+=====================  ==================================  ==========================================
+
+A caller's misuse is never an ``OSError``, so ``except OSError:`` around I/O cannot swallow it.
+"""
 
 from __future__ import annotations
 
-__all__ = ["SockactError", "ActivationError", "AddressError", "NotifyError", "UpgradeError"]
+__all__ = [
+    "SockactError",
+    "UsageError",
+    "StateError",
+    "ActivationError",
+    "AddressError",
+    "NotifyError",
+    "UpgradeError",
+    "SpawnError",
+    "SuccessorError",
+]
 
 
 class SockactError(Exception):
@@ -15,6 +41,16 @@ class SockactError(Exception):
     def __init__(self, message: str, *, errno: int | None = None) -> None:
         super().__init__(message)
         self.errno = errno
+
+
+class UsageError(SockactError, ValueError):
+    """A value passed to sockact breaks a rule: an sd_notify key, a FileDescriptorName=, a negative
+    timeout. The message names the rule and its man page; nothing was sent or changed."""
+
+
+class StateError(SockactError, RuntimeError):
+    """A call at the wrong moment: outside the ``with`` block that owns the signals, or a second
+    upgrade while one is running."""
 
 
 class ActivationError(SockactError, OSError):
@@ -35,9 +71,18 @@ class AddressError(ActivationError, ValueError):
 class NotifyError(SockactError, OSError):
     """A notification could not be delivered to ``$NOTIFY_SOCKET`` (or the receiver failed).
 
-    Also an ``OSError`` carrying the errno, as python-systemd's ``notify()`` raises.
+    Also an ``OSError`` carrying the errno, as python-systemd's ``notify()`` raises. Only for a
+    failed delivery: a malformed message is a :class:`UsageError`.
     """
 
 
 class UpgradeError(SockactError):
-    """An in-place upgrade failed; the old process keeps serving."""
+    """An in-place upgrade (a hand-over to a successor) failed; the old process keeps serving."""
+
+
+class SpawnError(UpgradeError):
+    """The successor could not be started: no such executable, fd limit, an empty command line."""
+
+
+class SuccessorError(UpgradeError):
+    """The successor started but did not take over: it exited, crashed, or sent no READY=1 in time."""

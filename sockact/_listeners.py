@@ -10,7 +10,7 @@ from types import TracebackType
 
 from ._address import Address, kind_name, parse_address
 from ._bind import bind_all, unix_ids
-from ._env import Inherited, fdstore_max, parse_listen_fds, parse_listen_names
+from ._env import Inherited, check_fdname, fdstore_max, parse_listen_fds, parse_listen_names
 from ._errors import ActivationError
 from ._fds import FdInfo, adopt_socket, claim_fds, close_fd, describe_fd, own_pidfd_id, unset_listen_vars
 from ._notify import fdstore as store_fds
@@ -150,12 +150,7 @@ def _sockname(sock: socket.socket) -> str:
 def _parse_spec(spec: Mapping[str, str]) -> list[tuple[str, Address]]:
     items = []
     for name, text in spec.items():
-        if not isinstance(name, str) or not name or ":" in name or any(ord(c) < 32 for c in name):
-            raise ActivationError(
-                f"listener name {name!r} is not a valid FileDescriptorName= (non-empty, no ':' or control "
-                "characters, systemd.socket(5))"
-            )
-        items.append((name, parse_address(text)))
+        items.append((check_fdname(name), parse_address(text)))
     return items
 
 

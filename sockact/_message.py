@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 
-from ._errors import NotifyError
+from ._errors import UsageError
 
 __all__ = ["MAX_MESSAGE", "format_message", "parse_message", "validate_state"]
 
@@ -20,19 +20,19 @@ _KEY = re.compile(r"[A-Z][A-Z0-9_]*\Z")
 
 def _check_pair(key: str, value: str) -> None:
     if not _KEY.match(key):
-        raise NotifyError(
+        raise UsageError(
             f"invalid sd_notify key {key!r}: a key is an upper-case letter, then upper-case letters, digits "
             "and '_' (sd_notify(3))"
         )
     if "\n" in value or "\0" in value:
-        raise NotifyError(f"sd_notify value for {key} contains a newline or NUL: {value!r}; send it on one line")
+        raise UsageError(f"sd_notify value for {key} contains a newline or NUL: {value!r}; send it on one line")
 
 
 def format_message(assignments: Mapping[str, object] | Iterable[tuple[str, object]]) -> bytes:
     """Build one datagram from ``{KEY: value}`` (ints and bools become ``1``/``0``).
 
     Raises:
-        NotifyError: bad key, newline/NUL in a value, or longer than MAX_MESSAGE bytes.
+        UsageError: bad key, newline/NUL in a value, or longer than MAX_MESSAGE bytes.
     """
     pairs = assignments.items() if isinstance(assignments, Mapping) else assignments
     lines = []
@@ -46,17 +46,17 @@ def format_message(assignments: Mapping[str, object] | Iterable[tuple[str, objec
 def validate_state(state: str) -> bytes:
     """Check a ready-made ``KEY=VALUE\\n…`` string and encode it (sockact.notify's input rule)."""
     if not state:
-        raise NotifyError("empty sd_notify message; send at least one KEY=VALUE assignment")
+        raise UsageError("empty sd_notify message; send at least one KEY=VALUE assignment")
     for line in state.split("\n"):
         if not line:
             continue
         key, eq, value = line.partition("=")
         if not eq:
-            raise NotifyError(f"sd_notify line {line!r} is not a KEY=VALUE assignment")
+            raise UsageError(f"sd_notify line {line!r} is not a KEY=VALUE assignment")
         _check_pair(key, value)
     data = state.encode()
     if len(data) > MAX_MESSAGE:
-        raise NotifyError(f"sd_notify message is {len(data)} bytes; the manager reads at most {MAX_MESSAGE}")
+        raise UsageError(f"sd_notify message is {len(data)} bytes; the manager reads at most {MAX_MESSAGE}")
     return data
 
 

@@ -15,10 +15,14 @@ import struct
 import time
 from collections.abc import Mapping, MutableMapping, Sequence
 
-from ._env import UPSTREAM_NOTIFY_VAR
-from ._errors import NotifyError
+from ._env import UPSTREAM_NOTIFY_VAR, check_fdname
+from ._errors import NotifyError, UsageError
 from ._message import format_message, validate_state
 from ._procenv import process_environ
+
+TYPE_CHECKING = False  # not typing's: importing typing costs more than this module
+if TYPE_CHECKING:
+    import logging
 
 __all__ = [
     "notify",
@@ -37,6 +41,7 @@ __all__ = [
     "watchdog_trigger",
     "monotonic_usec",
     "notify_target",
+    "successor_handshake",
 ]
 
 _FdLike = int | socket.socket
@@ -146,7 +151,8 @@ def notify(
     is sent. Returns False only when NOTIFY_SOCKET is unset (sd_notify(3)).
 
     Raises:
-        NotifyError: invalid message, unusable NOTIFY_SOCKET, or the send failed (errno kept).
+        UsageError: an invalid message (a ValueError: nothing was sent).
+        NotifyError: unusable NOTIFY_SOCKET, or the send failed (errno kept).
     """
     data = validate_state(state) if isinstance(state, str) else format_message(state)
     return send(data, fds=fds, pid=pid, environ=environ)
@@ -161,10 +167,38 @@ def ready(status: str | None = None, *, environ: MutableMapping[str, str] | None
     """
     sent = notify({"READY": 1, **({"STATUS": status} if status is not None else {})}, environ=environ)
     if sent and UPSTREAM_NOTIFY_VAR in (process_environ() if environ is None else environ):
-        from ._upgrade import successor_handshake
-
         successor_handshake(environ)
     return sent
+
+
+def successor_handshake(environ: MutableMapping[str, str] | None = None, timeout: float = 10.0) -> bool:
+    """For a successor that just sent READY=1 to its predecessor: wait until the hand-over is done,
+    then talk to the real manager directly (NOTIFY_SOCKET := SOCKACT_UPSTREAM_NOTIFY_SOCKET; an empty
+    value means there is no manager, and NOTIFY_SOCKET is removed).
+
+    The wait is a BARRIER=1 (sd_notify_barrier(3)) that the predecessor holds until it has told the
+    manager who is main. Returns True when it switched. Called by :func:`ready`.
+    """
+    env: MutableMapping[str, str] = process_environ() if environ is None else environ
+    upstream = env.get(UPSTREAM_NOTIFY_VAR)
+    if upstream is None:
+        return False
+    try:
+        barrier(timeout, environ=env)
+    except NotifyError as exc:  # the predecessor closed its receiver first: the hand-over is over either way
+        _log().info("hand-over barrier on %s: %s; talking to the manager directly now", env.get("NOTIFY_SOCKET"), exc)
+    if upstream:
+        env["NOTIFY_SOCKET"] = upstream
+    else:
+        env.pop("NOTIFY_SOCKET", None)
+    del env[UPSTREAM_NOTIFY_VAR]
+    return True
+
+
+def _log() -> logging.Logger:
+    import logging
+
+    return logging.getLogger("sockact.notify")
 
 
 def reloading(status: str | None = None, *, environ: MutableMapping[str, str] | None = None) -> bool:
@@ -186,16 +220,19 @@ def status(text: str, *, environ: MutableMapping[str, str] | None = None) -> boo
 
 
 def extend_timeout(seconds: float, *, environ: MutableMapping[str, str] | None = None) -> bool:
-    """EXTEND_TIMEOUT_USEC=: ask for ``seconds`` more before the current start/stop timeout fires."""
-    if seconds <= 0:
-        raise NotifyError(f"extend_timeout needs a positive number of seconds, not {seconds!r}")
+    """EXTEND_TIMEOUT_USEC=: ask for ``seconds`` more before the current start/stop timeout fires.
+
+    Raises UsageError unless ``seconds`` is a positive finite number (sd_notify(3)).
+    """
+    if not 0 < seconds < float("inf"):
+        raise UsageError(f"extend_timeout needs a positive number of seconds, not {seconds!r}")
     return notify({"EXTEND_TIMEOUT_USEC": int(seconds * 1_000_000)}, environ=environ)
 
 
 def mainpid(pid: int, *, environ: MutableMapping[str, str] | None = None) -> bool:
     """MAINPID=pid: another process is now the service's main process."""
     if pid <= 0:
-        raise NotifyError(f"MAINPID needs a positive pid, not {pid!r}")
+        raise UsageError(f"MAINPID needs a positive pid, not {pid!r}")
     return notify({"MAINPID": pid}, environ=environ)
 
 
@@ -204,27 +241,22 @@ def errno(number: int, *, environ: MutableMapping[str, str] | None = None) -> bo
     return notify({"ERRNO": int(number)}, environ=environ)
 
 
-def _check_fdname(name: str) -> None:
-    if not name or len(name) > 255 or ":" in name or any(ord(c) < 32 or ord(c) == 127 for c in name):
-        raise NotifyError(f"invalid FDNAME {name!r}: 1-255 printable characters, no ':' (sd_pid_notify_with_fds(3))")
-
-
 def fdstore(
     fds: Sequence[_FdLike], name: str | None = None, *, environ: MutableMapping[str, str] | None = None
 ) -> bool:
     """FDSTORE=1 (+FDNAME=): hand fds to the manager's fd store (needs FileDescriptorStoreMax= > 0)."""
     if not fds:
-        raise NotifyError("fdstore() needs at least one fd")
+        raise UsageError("fdstore() needs at least one fd")
     msg: dict[str, object] = {"FDSTORE": 1}
     if name is not None:
-        _check_fdname(name)
+        check_fdname(name)
         msg["FDNAME"] = name
     return send(format_message(msg), fds=fds, environ=environ)
 
 
 def fdstore_remove(name: str, *, environ: MutableMapping[str, str] | None = None) -> bool:
     """FDSTOREREMOVE=1 with FDNAME=: drop fds of that name from the fd store."""
-    _check_fdname(name)
+    check_fdname(name)
     return notify({"FDSTOREREMOVE": 1, "FDNAME": name}, environ=environ)
 
 

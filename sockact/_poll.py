@@ -6,7 +6,11 @@ from __future__ import annotations
 import select
 from collections.abc import Iterable
 
-__all__ = ["readable"]
+TYPE_CHECKING = False  # not typing's: importing typing costs more than this module
+if TYPE_CHECKING:
+    import asyncio
+
+__all__ = ["readable", "readable_async"]
 
 
 def readable(fds: Iterable[int], timeout: float | None) -> list[int]:
@@ -17,3 +21,18 @@ def readable(fds: Iterable[int], timeout: float | None) -> list[int]:
         poller.register(fd, select.POLLIN | select.POLLPRI)
     events = poller.poll(None if timeout is None else max(timeout, 0.0) * 1000)
     return [fd for fd, _ in events]
+
+
+async def readable_async(loop: asyncio.AbstractEventLoop, fd: int) -> None:
+    """Wait until ``fd`` is readable, on the asyncio ``loop`` (add_reader)."""
+    ready: asyncio.Future[None] = loop.create_future()
+
+    def wake() -> None:
+        if not ready.done():
+            ready.set_result(None)
+
+    loop.add_reader(fd, wake)
+    try:
+        await ready
+    finally:
+        loop.remove_reader(fd)

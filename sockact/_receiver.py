@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from ._errors import NotifyError
 from ._message import MAX_MESSAGE, parse_message
+from ._poll import readable_async
 
 if TYPE_CHECKING:
     import asyncio
@@ -205,7 +206,7 @@ class NotifyReceiver:
             message = self.receive_nowait()
             if message is not None:
                 return message
-            await _readable(loop, self.fileno())
+            await readable_async(loop, self.fileno())
 
     @property
     def closed(self) -> bool:
@@ -235,18 +236,3 @@ def _runtime_dir() -> str | None:
         if candidate and os.access(candidate, os.W_OK | os.X_OK):
             return candidate
     return None
-
-
-async def _readable(loop: asyncio.AbstractEventLoop, fd: int) -> None:
-    """Wait until ``fd`` is readable (asyncio)."""
-    ready: asyncio.Future[None] = loop.create_future()
-
-    def wake() -> None:
-        if not ready.done():
-            ready.set_result(None)
-
-    loop.add_reader(fd, wake)
-    try:
-        await ready
-    finally:
-        loop.remove_reader(fd)

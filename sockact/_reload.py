@@ -15,7 +15,7 @@ from types import TracebackType
 from typing import Any
 
 from ._notify import notify, ready, reloading
-from ._poll import readable
+from ._poll import readable, readable_async
 from ._signals import SignalPipe
 
 __all__ = ["ReloadHandler"]
@@ -79,9 +79,7 @@ class ReloadHandler:
         """Await the signal, then run the reload (asyncio)."""
         import asyncio
 
-        from ._receiver import _readable
-
-        await _readable(asyncio.get_running_loop(), self.fileno())
+        await readable_async(asyncio.get_running_loop(), self.fileno())
         return self.run_pending()
 
     def close(self) -> None:

@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from types import TracebackType
 
 from ._env import LISTEN_FDS_START, successor_env, trampoline
-from ._errors import UpgradeError
+from ._errors import SpawnError, UsageError
 from ._poll import readable
 from ._procenv import process_environ
 
@@ -159,14 +159,14 @@ def spawn(
     LISTEN_FDS/LISTEN_FDNAMES, LISTEN_PID (and WATCHDOG_PID) = the child's pid, NOTIFY_SOCKET.
 
     Raises:
-        UpgradeError: the command could not be started (not found, not executable, fd limit).
+        SpawnError: the command could not be started (not found, not executable, fd limit).
     """
     if not argv:
-        raise UpgradeError("no command to start: the successor's argv is empty")
+        raise SpawnError("no command to start: the successor's argv is empty")
     if shutil.which(argv[0], path=(environ or os.environ).get("PATH")) is None:
-        raise UpgradeError(f"cannot start {argv[0]!r}: no such executable (check the path and PATH)")
+        raise SpawnError(f"cannot start {argv[0]!r}: no such executable (check the path and PATH)")
     if len(fds) != len(names):
-        raise UpgradeError(f"spawn got {len(fds)} fds but {len(names)} names")
+        raise UsageError(f"spawn got {len(fds)} fds but {len(names)} names")
     env, pid_vars = successor_env(
         process_environ() if environ is None else environ,
         list(names),
@@ -179,10 +179,11 @@ def spawn(
         # Move sources above the target range so no dup2 overwrites a source still needed.
         for fd in fds:
             staged.append(fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, LISTEN_FDS_START + count))
+        # Close inherited leaks first: a leak that sits in the target range must not close a listener.
         actions: list[tuple[int, ...]] = [
-            (os.POSIX_SPAWN_DUP2, src, LISTEN_FDS_START + i) for i, src in enumerate(staged)
+            (os.POSIX_SPAWN_CLOSE, fd) for fd in _leaked_fds(LISTEN_FDS_START) if fd not in staged
         ]
-        actions += [(os.POSIX_SPAWN_CLOSE, fd) for fd in _leaked_fds(LISTEN_FDS_START) if fd not in staged]
+        actions += [(os.POSIX_SPAWN_DUP2, src, LISTEN_FDS_START + i) for i, src in enumerate(staged)]
         if cwd is not None:
             # posix_spawn has no chdir action before glibc 2.29's _np variant; let the shell do it.
             script = f'cd "$SOCKACT_CWD" && unset SOCKACT_CWD && {trampoline(pid_vars)}'
@@ -200,10 +201,10 @@ def spawn(
             )
         except OSError as exc:
             hint = " (raise LimitNOFILE= / ulimit -n)" if exc.errno in (errno.EMFILE, errno.ENFILE) else ""
-            raise UpgradeError(f"cannot start {argv[0]!r}: {exc.strerror}{hint}") from exc
+            raise SpawnError(f"cannot start {argv[0]!r}: {exc.strerror}{hint}") from exc
     except OSError as exc:
         hint = " (raise LimitNOFILE= / ulimit -n)" if exc.errno in (errno.EMFILE, errno.ENFILE) else ""
-        raise UpgradeError(f"cannot prepare fds for {argv[0]!r}: {exc.strerror}{hint}") from exc
+        raise SpawnError(f"cannot prepare fds for {argv[0]!r}: {exc.strerror}{hint}") from exc
     finally:
         for fd in staged:
             os.close(fd)

@@ -32,11 +32,11 @@ time.sleep(60)
 #: fault → (successor command, what STATUS= must say, extra environment for the server, with a PID file)
 FAULTS: dict[str, tuple[list[str], str, dict[str, str], bool]] = {
     "exits-1": (["/bin/sh", "-c", "exit 1"], "exited with status 1", {}, False),
-    "sigkilled": (["/bin/sh", "-c", "kill -9 $$"], "exited with signal 9", {}, False),
-    "segfaults": ([PY, "-c", "import ctypes; ctypes.string_at(0)"], "exited with signal 11", {}, False),
-    "hangs": (["/bin/sleep", "60"], "no READY=1 within 1.0 s", {}, False),
+    "sigkilled": (["/bin/sh", "-c", "kill -9 $$"], "exited with signal SIGKILL", {}, False),
+    "segfaults": ([PY, "-c", "import ctypes; ctypes.string_at(0)"], "exited with signal SIGSEGV", {}, False),
+    "hangs": (["/bin/sleep", "60"], "not ready within 1.0 s (no READY=1)", {}, False),
     "ready-then-dies": ([PY, "-c", "import sockact; sockact.notify({'READY': 1})"], "right after READY=1", {}, False),
-    "garbage-notify": ([PY, "-c", GARBAGE], "no READY=1 within 1.0 s", {}, False),
+    "garbage-notify": ([PY, "-c", GARBAGE], "not ready within 1.0 s (no READY=1)", {}, False),
     "fds-exhausted": (["/bin/sleep", "60"], "Too many open files", {"FAULT_FILL_FDS": "1"}, False),
     "pidfile-dir-gone": (
         [PY, "-c", "import sockact, time; sockact.ready(); time.sleep(60)"],

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sockact import NotifyError
+from sockact import UsageError
 from sockact._message import format_message, parse_message, validate_state
 
 from conftest import need_module
@@ -32,10 +32,10 @@ def test_format_parse_round_trip(fields: dict[str, str]) -> None:
 
 @given(st.dictionaries(st.text(max_size=8), st.text(max_size=8), min_size=1, max_size=4))
 def test_format_refuses_with_its_own_error_only(fields: dict[str, str]) -> None:
-    """Arbitrary keys and values: a message, or sockact's NotifyError naming the problem — nothing else."""
+    """Arbitrary keys and values: a message, or sockact's UsageError naming the problem — nothing else."""
     try:
         data = format_message(fields)
-    except NotifyError as exc:
+    except UsageError as exc:
         assert "sd_notify" in str(exc)
         return
     assert parse_message(data) == fields
@@ -52,7 +52,7 @@ def test_parse_is_total(data: bytes) -> None:
 def test_validate_state_refuses_with_its_own_error_only(state: str) -> None:
     try:
         validate_state(state)
-    except NotifyError:
+    except UsageError:
         pass
 
 

@@ -169,15 +169,15 @@ def test_unset_is_false_and_bad_messages_are_refused_before_sending() -> None:
     assert sockact.notify("READY=1", environ={}) is False
     assert sockact.ready(environ={}) is False
     unreachable = {"NOTIFY_SOCKET": "/nonexistent/x"}  # would raise "no such socket" if anything were sent
-    with pytest.raises(NotifyError, match="newline"):
+    with pytest.raises(sockact.UsageError, match="newline"):
         sockact.status("two\nlines", environ=unreachable)
-    with pytest.raises(NotifyError, match="4096"):
+    with pytest.raises(sockact.UsageError, match="4096"):
         sockact.status("x" * 5000, environ=unreachable)
-    with pytest.raises(NotifyError, match="key"):
+    with pytest.raises(sockact.UsageError, match="key"):
         sockact.notify({"lower": 1}, environ=unreachable)
-    with pytest.raises(NotifyError, match="KEY=VALUE"):
+    with pytest.raises(sockact.UsageError, match="KEY=VALUE"):
         sockact.notify("READY", environ=unreachable)
-    with pytest.raises(NotifyError, match="FDNAME"):
+    with pytest.raises(sockact.UsageError, match="FileDescriptorName="):
         sockact.fdstore([0], name="a:b", environ=unreachable)
 
 

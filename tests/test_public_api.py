@@ -19,7 +19,11 @@ PUBLIC = {
     "Listeners",
     "NotifyError",
     "SockactError",
+    "SpawnError",
+    "StateError",
+    "SuccessorError",
     "UpgradeError",
+    "UsageError",
     "barrier",
     "extend_timeout",
     "fdstore",
@@ -60,6 +64,31 @@ def test_all_is_the_public_surface() -> None:
 def test_errors_share_one_root() -> None:
     for err in (sockact.ActivationError, sockact.AddressError, sockact.NotifyError, sockact.UpgradeError):
         assert issubclass(err, sockact.SockactError)
+
+
+@pytest.mark.parametrize(
+    ("call", "base", "rule"),
+    [
+        (lambda: sockact.notify("lowercase=1"), ValueError, r"sd_notify\(3\)"),
+        (lambda: sockact.notify({"STATUS": "a\nb"}), ValueError, "newline"),
+        (lambda: sockact.extend_timeout(-1), ValueError, "positive number of seconds"),
+        (lambda: sockact.extend_timeout(float("nan")), ValueError, "positive number of seconds"),
+        (lambda: sockact.mainpid(0), ValueError, "positive pid"),
+        (lambda: sockact.fdstore_remove("a:b"), ValueError, r"FileDescriptorName=.*systemd.socket\(5\)"),
+        (lambda: sockact.get_listeners({"café": "127.0.0.1:0"}, environ={}), ValueError, r"systemd.socket\(5\)"),
+        (lambda: sockact.get_listeners({"": "127.0.0.1:0"}, environ={}), ValueError, "1-255"),
+        (lambda: sockact.get_listeners({"x" * 256: "127.0.0.1:0"}, environ={}), ValueError, "1-255"),
+        (lambda: sockact.Upgrader(sockact.Listeners({}), ready_timeout=-1), ValueError, "ready_timeout"),
+        (lambda: sockact.Upgrader(sockact.Listeners({})).reload(), RuntimeError, "context manager"),
+        (lambda: sockact.Upgrader(sockact.Listeners({})).wait(0), RuntimeError, "context manager"),
+    ],
+)
+def test_a_callers_mistake_is_never_an_oserror(call: object, base: type, rule: str) -> None:
+    """Misuse raises at once, names the rule, and is a ValueError/RuntimeError that ``except OSError``
+    around I/O cannot swallow (nothing was sent: NOTIFY_SOCKET may be unset or set)."""
+    with pytest.raises(sockact.SockactError, match=rule) as info:
+        call()  # type: ignore[operator]
+    assert isinstance(info.value, base) and not isinstance(info.value, OSError)
 
 
 def test_import_pulls_no_asyncio_or_server() -> None:

@@ -103,7 +103,7 @@ def test_a_child_that_never_gets_ready_leaves_the_old_one_serving(tmp_path: obje
         run.set_mode("hang")
         with Load("127.0.0.1", run.port, workers=4, max_seconds=60) as load:
             os.kill(run.proc.pid, signal.SIGHUP)
-            status = run.systemd.wait_for(lambda m: "reload failed" in (m.get("STATUS") or ""))
+            status = run.systemd.wait_for(lambda m: "upgrade failed" in (m.get("STATUS") or ""))
             assert f"pid {old} still serving" in status["STATUS"] and "not ready within 1.0 s" in status["STATUS"]
             assert status["READY"] == "1"
             result = load.stop()

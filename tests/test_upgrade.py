@@ -13,7 +13,8 @@ import pytest
 
 import sockact
 from sockact import NotifyReceiver, UpgradeError
-from sockact._upgrade import _TRANSITIONS, Upgrader, write_pidfile
+from sockact._pidfile import write_pidfile
+from sockact._upgrade import Upgrader
 
 from helpers import ROOT, FakeSystemd, child_env
 
@@ -61,7 +62,7 @@ def test_hand_over_to_a_successor(setup: tuple) -> None:
     ls, upstream, script = setup
     up = upgrader(ls, upstream, script, "serve")
     child = up.upgrade()
-    assert up.state == "handed_over" and up.successor is child
+    assert up.state == "draining" and up.successor is child
     port = ls["http"].getsockname()[1]
     with socket.create_connection(("127.0.0.1", port), timeout=10) as c:
         assert c.recv(100) == f"pid {child.pid}".encode()  # the successor serves the same socket
@@ -73,18 +74,18 @@ def test_hand_over_to_a_successor(setup: tuple) -> None:
     assert fields[2] == {"BARRIER": "1"}
     hello = messages[3]  # after the barrier the successor talks to "systemd" directly
     assert hello.pid == child.pid and hello["STATUS"] == f"successor {child.pid} inherited=['http'] unclaimed={{}}"
-    with pytest.raises(UpgradeError, match="one upgrade at a time"):
+    with pytest.raises(sockact.StateError, match="one upgrade at a time"):
         up.upgrade()
 
 
-@pytest.mark.parametrize(("mode", "reason"), [("exit", "exited with status 1"), ("hang", "no READY=1 within")])
+@pytest.mark.parametrize(("mode", "reason"), [("exit", "exited with status 1"), ("hang", "not ready within")])
 def test_failed_successor_leaves_us_serving(setup: tuple, mode: str, reason: str) -> None:
     ls, upstream, script = setup
     up = upgrader(ls, upstream, script, mode, ready_timeout=1.0)
     before = set(os.listdir("/proc/self/fd"))
     with pytest.raises(UpgradeError, match=reason) as info:
         up.upgrade()
-    assert up.state == "idle" and up.successor is None
+    assert up.state == "serving" and up.successor is None
     assert set(os.listdir("/proc/self/fd")) == before  # receiver, pidfd and staged fds all closed
     child_pid = int(str(info.value).split("successor pid ")[1].split()[0])
     with pytest.raises(ChildProcessError):
@@ -120,24 +121,16 @@ def test_pidfile_never_follows_a_symlink(tmp_path: object) -> None:
         write_pidfile(os.path.join(str(tmp_path), "missing-dir", "x.pid"), 1)
 
 
-def test_state_machine_table() -> None:
-    assert _TRANSITIONS == {
-        ("idle", "spawn"): "spawning",
-        ("spawning", "ready"): "handed_over",
-        ("spawning", "failed"): "idle",
-    }
-
-
 def test_missing_command_is_a_clear_error(setup: tuple) -> None:
     ls, upstream, _ = setup
     up = Upgrader(ls, command=["/nonexistent/python"], environ={"NOTIFY_SOCKET": upstream.address})
     with pytest.raises(UpgradeError, match="no such executable"):
         up.upgrade()
-    assert up.state == "idle"
+    assert up.state == "serving"
 
 
 def test_successor_handshake_without_a_manager_drops_notify_socket() -> None:
-    from sockact._upgrade import successor_handshake
+    from sockact._notify import successor_handshake
 
     env = {"NOTIFY_SOCKET": "/nonexistent/predecessor", "SOCKACT_UPSTREAM_NOTIFY_SOCKET": ""}
     assert successor_handshake(env, timeout=0.1)
@@ -232,7 +225,7 @@ def test_stop_signal_aborts_a_starting_successor(tmp_path: object, attempt: int)
             began = time.monotonic()
             assert up.wait(timeout=30) == "stop"
             assert time.monotonic() - began < 20  # a behavioural bound: it did not sit out the 30 s timeout
-            assert up.successor is None and up.state == "idle"
+            assert up.successor is None and up.state == "stopping"
         failed = upstream.wait_for(lambda m: "upgrade failed" in (m.get("STATUS") or ""))
         assert "stop requested" in failed["STATUS"]
         assert upstream.wait_for(lambda m: m.get("STOPPING") == "1")
@@ -268,7 +261,7 @@ def test_unconfirmed_hand_over_is_kept(setup: tuple, caplog: pytest.LogCaptureFi
     with NotifyReceiver() as deaf:
         up = upgrader(ls, deaf, script, "serve")  # type: ignore[arg-type]
         child = up.upgrade()  # waits out the 5 s barrier, then keeps the hand-over
-        assert up.state == "handed_over" and child.poll() is None
+        assert up.state == "draining" and child.poll() is None
         assert "did not confirm" in caplog.text
         with socket.create_connection(("127.0.0.1", ls["http"].getsockname()[1]), timeout=10) as c:
             assert c.recv(100) == f"pid {child.pid}".encode()

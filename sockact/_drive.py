@@ -1,0 +1,195 @@
+"""The I/O half of the hand-over machine: one loop that feeds it events and carries out its effects.
+
+``Driver`` owns the children it spawned, the notify receiver they speak to and the held barrier.
+Its :meth:`Driver.step` waits (``poll``) on the signal pipe, the receiver and the children's pidfds
+until the machine's next deadline, and turns what happened into events — the only place that
+does. The in-process :class:`~sockact.Upgrader`, ``sockact run``'s ``Supervisor`` and the demo's
+launcher are subclasses that differ only in how they spawn and how they tell the manager.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from . import _handoff as h
+from ._errors import SockactError, SpawnError
+from ._poll import readable
+from ._receiver import Message, NotifyReceiver
+from ._signals import SignalPipe
+from ._spawn import Child
+from ._upstream import Upstream
+
+__all__ = ["Driver"]
+
+log = logging.getLogger("sockact.handoff")
+
+#: How long a successor that never served gets between SIGTERM and SIGKILL.
+TERMINATE_GRACE = 5.0
+
+
+class Driver:
+    """Runs a :class:`~sockact._handoff.Handoff`. Subclasses implement :meth:`_spawn` and :meth:`_hand_over`.
+
+    ``clock`` is a seam for tests (default ``time.monotonic``, the clock of MONOTONIC_USEC=).
+    """
+
+    def __init__(
+        self,
+        machine: h.Handoff,
+        upstream: Upstream,
+        *,
+        stop_signals: tuple[int, ...],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.machine = machine
+        self.upstream = upstream
+        self.stop_signals = stop_signals
+        self.clock = clock
+        self.children: dict[int, Child] = {}
+        self.outcomes: list[h.Outcome] = []
+        self.signals: SignalPipe | None = None
+        self.receiver: NotifyReceiver | None = None
+        self._message: Message | None = None  #: the message being fed (a Hold keeps it)
+        self._held: Message | None = None
+
+    # -- what subclasses provide ----------------------------------------------------------------------
+
+    def _spawn(self) -> Child:
+        """Start a successor on the receiver; raise SpawnError when it cannot start."""
+        raise NotImplementedError
+
+    def _hand_over(self, pid: int, status: str) -> None:
+        """Tell the manager ``pid`` serves now; raise SockactError/OSError when that failed."""
+        raise NotImplementedError
+
+    def _hammer(self) -> None:
+        """A second stop arrived while draining (in-process)."""
+
+    # -- feeding the machine --------------------------------------------------------------------------
+
+    def feed(self, event: h.Event) -> None:
+        """Hand ``event`` to the machine and carry out every effect it returns (which may feed more)."""
+        for effect in self.machine.handle(event, self.clock()):
+            self._apply(effect)
+
+    def _apply(self, effect: h.Effect) -> None:  # one case per effect: a table, not a sequence
+        match effect:
+            case h.Spawn():
+                try:
+                    child = self._spawn()
+                except SpawnError as exc:
+                    self.feed(h.SpawnFailed(str(exc)))
+                else:
+                    self.children[child.pid] = child
+                    self.feed(h.Spawned(child.pid))
+            case h.Allow(pid):
+                assert self.receiver is not None
+                self.receiver.allow(pid)
+            case h.Tell(fields):
+                self.upstream.tell(fields)
+            case h.HandOver(pid, status):
+                try:
+                    self._hand_over(pid, status)
+                except (SockactError, OSError) as exc:
+                    self.feed(h.HandOverFailed(str(exc)))
+                else:
+                    self.feed(h.HandedOver())
+            case h.Hold():
+                self._held, self._message = self._message, None
+            case h.Release():
+                if self._held is not None:
+                    self._held.close()  # the successor's barrier returns: it talks to the manager now
+                    self._held = None
+            case h.SendSignal(pid, sig):
+                if pid in self.children:
+                    self.children[pid].send_signal(sig)
+            case h.Terminate(pid):
+                if pid in self.children:
+                    doomed = self.children.pop(pid)
+                    doomed.terminate(TERMINATE_GRACE)
+                    doomed.close()
+            case h.Hammer():
+                self._hammer()
+            case h.Log(level, text):
+                log.log(level, "%s", text)
+            case h.Report(outcome):
+                self.outcomes.append(outcome)
+
+    # -- the loop -------------------------------------------------------------------------------------
+
+    def step(self, timeout: float | None) -> None:
+        """Wait up to ``timeout`` seconds (None: until something happens, bounded by the machine's next
+        deadline) and feed everything that happened: signals, messages, exits, deadlines."""
+        deadline = self.machine.next_deadline()
+        if deadline is not None:
+            wait = max(0.0, deadline - self.clock())
+            timeout = wait if timeout is None else min(timeout, wait)
+        watched = [c.pidfd for pid in self.machine.children() if (c := self.children.get(pid)) and c.pidfd is not None]
+        if len(watched) < len(self.machine.children()):
+            timeout = 0.05 if timeout is None else min(timeout, 0.05)  # no pidfd: poll for the exit
+        for owner in (self.signals, self.receiver):
+            if owner is not None:
+                watched.append(owner.fileno())
+        if timeout != 0:
+            readable(watched, timeout)
+        self._take_signals()
+        self._take_messages()
+        self._take_exits()
+        deadline = self.machine.next_deadline()
+        if deadline is not None and self.clock() >= deadline:
+            self.feed(h.Tick())
+
+    def _take_signals(self) -> None:
+        if self.signals is None:
+            return
+        for sig in self.signals.read(0):
+            if sig == self.machine.policy.reload_signal:
+                self.feed(h.Reload())
+            elif sig in self.stop_signals:
+                self.feed(h.Stop(sig))
+            # 0 wakes the loop (close()); anything else is not ours
+
+    def _take_messages(self) -> None:
+        while self.receiver is not None and not self.receiver.closed:
+            message = self.receiver.receive_nowait()
+            if message is None:
+                return
+            self._message = message
+            try:
+                if message.pid is not None:
+                    self.feed(h.Notified(message.pid, message.fields))
+            finally:
+                if self._message is not None:  # not held
+                    self._message.close()
+                    self._message = None
+
+    def _take_exits(self) -> None:
+        for pid in self.machine.children():
+            child = self.children.get(pid)
+            code = child.poll() if child is not None else None
+            if child is not None and code is not None:
+                del self.children[pid]
+                child.close()
+                self.feed(h.Exited(pid, code))
+
+    def run_until(self, done: Callable[[], bool], timeout: float | None = None) -> bool:
+        """:meth:`step` until ``done()`` (True) or ``timeout`` seconds passed (False)."""
+        end = None if timeout is None else self.clock() + timeout
+        while not done():
+            remaining = None if end is None else end - self.clock()
+            if remaining is not None and remaining <= 0:
+                return False
+            self.step(remaining)
+        return True
+
+    def close_children(self) -> None:
+        """Terminate a successor still starting, release held barriers and every pidfd. Idempotent;
+        a child that served is left running (a successor must outlive its predecessor)."""
+        pending = self.machine.pending_pid
+        if self.machine.busy and pending is not None:
+            self._apply(h.Terminate(pending))
+        self._apply(h.Release())
+        for child in self.children.values():
+            child.close()

@@ -1,0 +1,585 @@
+"""The one hand-over machine: a successor is starting — who serves once it is ready, or if it is not.
+
+Pure: no I/O, no clock reads, no threads. A driver (``Upgrader`` in-process, ``sockact run``'s
+``Supervisor``, the demo's launcher) feeds it :data:`Event` values with the current
+``time.monotonic()`` and carries out the :data:`Effect` values it returns, in order. Drivers differ
+only in how they carry out ``Spawn`` and ``HandOver``. docs/PROTOCOL.md draws the diagram::
+
+    SERVING ──Reload──▶ STARTING ──READY=1──▶ CONFIRMING ──BARRIER=1──▶ HANDING_OVER ──HandedOver──▶ DRAINING
+       ▲  ▲                │  (in-process waits       │ (or its wait passes)     │          (in-process)
+       │  │                │   for the barrier that    │                          │
+       │  └── failed ──────┴── exit / deadline / ──────┴── exit ◀──HandOverFailed─┘──▶ SERVING (supervisor:
+       │                       spawn failed                                             new child is current)
+    RESTARTING ◀── (supervisor) a failure with no child serving: back off, then STARTING again
+    any ──Stop──▶ STOPPING ──(supervisor: last child gone)──▶ DONE
+
+A reload asked for while STARTING…HANDING_OVER is coalesced into one more, served after the
+outcome (in-process after a hand-over: forwarded to the successor). Every outcome is reported once,
+as a typed :data:`Outcome`.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import signal
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+__all__ = [
+    "State",
+    "Cause",
+    "Policy",
+    "Handoff",
+    "Upgraded",
+    "Failed",
+    "Stopped",
+    "GaveUp",
+    "Outcome",
+    "Event",
+    "Effect",
+    "describe_exit",
+]
+
+
+class State(enum.Enum):
+    SERVING = "serving"  #: the current generation serves; nothing is starting
+    STARTING = "starting"  #: a successor is spawned (or being spawned); waiting for READY=1
+    CONFIRMING = "confirming"  #: READY=1 came; waiting briefly for the BARRIER=1 that sockact.ready() sends
+    HANDING_OVER = "handing_over"  #: the manager above is being told who serves now
+    RESTARTING = "restarting"  #: supervisor: nothing serves; the next child starts after a back-off
+    DRAINING = "draining"  #: in-process: handed over; this process finishes its requests, then exits
+    STOPPING = "stopping"  #: a stop was asked for: drain, then exit
+    DONE = "done"  #: supervisor: stopped and every child gone
+
+
+class Cause(enum.Enum):
+    """Why an upgrade failed; each maps to an exception class in the drivers."""
+
+    SPAWN = "spawn"  #: the successor could not be started
+    EXITED = "exited"  #: it exited (or crashed) before taking over
+    NOT_READY = "not_ready"  #: no READY=1 within the ready timeout
+    STOP = "stop"  #: a stop was asked for while it was starting
+    HANDOVER = "handover"  #: the manager could not be told (PID file, notify socket)
+
+
+@dataclass(frozen=True)
+class Upgraded:
+    pid: int
+
+
+@dataclass(frozen=True)
+class Failed:
+    cause: Cause
+    reason: str  #: one line for logs and STATUS=, e.g. "successor pid 7 exited with status 1 before READY=1"
+
+
+@dataclass(frozen=True)
+class Stopped:
+    """A stop was asked for (STOPPING=1 is sent); drain, then exit."""
+
+
+@dataclass(frozen=True)
+class GaveUp:
+    """Supervisor: children kept failing quickly; exit non-zero so the manager's restart policy acts."""
+
+    reason: str
+
+
+Outcome = Upgraded | Failed | Stopped | GaveUp
+
+
+# -- events: what happened (the driver saw it) --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Start:
+    """Supervisor: start the first child (nothing serves yet)."""
+
+
+@dataclass(frozen=True)
+class Reload:
+    """A reload was asked for (the reload signal, ``Upgrader.upgrade()``)."""
+
+
+@dataclass(frozen=True)
+class Stop:
+    """A stop was asked for (SIGTERM/SIGINT)."""
+
+    signal: int = signal.SIGTERM
+
+
+@dataclass(frozen=True)
+class Spawned:
+    pid: int
+
+
+@dataclass(frozen=True)
+class SpawnFailed:
+    reason: str
+
+
+@dataclass(frozen=True)
+class Notified:
+    """An sd_notify message from ``pid`` (the receiver checked the sender's credentials)."""
+
+    pid: int
+    fields: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class Exited:
+    pid: int
+    code: int  #: exit status, or the negative signal number
+
+
+@dataclass(frozen=True)
+class Tick:
+    """Time passed: check the deadlines (the driver waits until :meth:`Handoff.next_deadline`)."""
+
+
+@dataclass(frozen=True)
+class HandedOver:
+    """The manager above was told (and, in-process, acknowledged with a barrier)."""
+
+
+@dataclass(frozen=True)
+class HandOverFailed:
+    reason: str
+
+
+Event = Start | Reload | Stop | Spawned | SpawnFailed | Notified | Exited | Tick | HandedOver | HandOverFailed
+
+
+# -- effects: what the driver must do now, in order ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Spawn:
+    """Start a successor through the one spawn path; answer with Spawned or SpawnFailed."""
+
+
+@dataclass(frozen=True)
+class Allow:
+    """Accept notify messages from ``pid`` on the receiver."""
+
+    pid: int
+
+
+@dataclass(frozen=True)
+class Tell:
+    """Send ``fields`` to the manager above (retried while the failure is transient, logged if lost)."""
+
+    fields: Mapping[str, object]
+
+
+@dataclass(frozen=True)
+class HandOver:
+    """Tell the manager ``pid`` serves now (PID file or MAINPID=, READY=1, barrier; supervisor: READY=1);
+    answer with HandedOver or HandOverFailed."""
+
+    pid: int
+    status: str
+
+
+@dataclass(frozen=True)
+class Hold:
+    """Keep the fd of ``pid``'s BARRIER=1 open: the successor waits until :class:`Release`."""
+
+    pid: int
+
+
+@dataclass(frozen=True)
+class Release:
+    """Close a held barrier fd: the successor now talks to the manager itself."""
+
+
+@dataclass(frozen=True)
+class SendSignal:
+    pid: int
+    signal: int
+
+
+@dataclass(frozen=True)
+class Terminate:
+    """SIGTERM, SIGKILL after a grace period, reap: ``pid`` never served and is forgotten."""
+
+    pid: int
+
+
+@dataclass(frozen=True)
+class Hammer:
+    """A second stop: the drain must end now."""
+
+
+@dataclass(frozen=True)
+class Log:
+    level: int
+    text: str
+
+
+@dataclass(frozen=True)
+class Report:
+    outcome: Outcome
+
+
+Effect = Spawn | Allow | Tell | HandOver | Hold | Release | SendSignal | Terminate | Hammer | Log | Report
+
+
+@dataclass(frozen=True)
+class Policy:
+    """How a driver wants its successors handled. Times are seconds."""
+
+    in_process: bool  #: True: this process serves and exits after a hand-over (Upgrader)
+    ready_timeout: float = 60.0
+    #: After READY=1, how long to wait for the BARRIER=1 that sockact.ready() sends next (0: don't).
+    confirm: float = 0.0
+    #: "notify" (READY=1), "spawn" (at once) or seconds after the spawn (supervisor's --ready)
+    ready: str | float = "notify"
+    drain_timeout: float = 30.0  #: supervisor: an old child is SIGKILLed this long after its SIGTERM
+    reload_signal: int = signal.SIGHUP
+    forward_stop: bool = False  #: in-process PID-file mode: a stop while draining goes to the successor
+    not_ready_hint: str = "it must call sockact.ready() once it serves (or raise ready_timeout)"
+    warn_after: float | None = None  #: supervisor: log a warning when no READY=1 came this soon
+    backoff_start: float = 0.1
+    backoff_cap: float = 30.0
+    quick: float = 10.0  #: a child that lived less than this and failed is a quick failure…
+    give_up_after: int = 0  #: …and this many in a row make the supervisor give up (0: never)
+
+
+def describe_exit(code: int) -> str:
+    """``status 1`` or ``signal SIGKILL`` for an exit code (negative: killed by that signal)."""
+    if code >= 0:
+        return f"status {code}"
+    try:
+        return f"signal {signal.Signals(-code).name}"
+    except ValueError:
+        return f"signal {-code}"
+
+
+@dataclass
+class Restarts:
+    """Supervisor restart policy: back off by how long the child lived, give up after quick failures.
+
+    A child that lived at least ``policy.quick`` seconds resets the back-off, whether or not it ever
+    said READY=1 (a crash loop right after READY=1 backs off too).
+    """
+
+    policy: Policy
+    quick_failures: int = 0
+    backoff: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.backoff = self.policy.backoff_start
+
+    def failed(self, lived: float) -> float | None:
+        """The delay before the next start, or None: give up."""
+        if lived >= self.policy.quick:
+            self.quick_failures, self.backoff = 0, self.policy.backoff_start
+        self.quick_failures += 1
+        if self.policy.give_up_after and self.quick_failures >= self.policy.give_up_after:
+            return None
+        delay, self.backoff = self.backoff, min(self.backoff * 2, self.policy.backoff_cap)
+        return delay
+
+
+@dataclass
+class _Pending:
+    pid: int | None  #: None until Spawned
+    deadline: float  #: no READY=1 by then: not ready
+    ready_at: float | None  #: --ready spawn/SECONDS: ready by then without READY=1
+    warn_at: float | None
+    confirm_until: float | None = None  #: set by READY=1 while waiting for its barrier
+
+
+@dataclass
+class Handoff:
+    """The machine. ``state`` and the pids are read-only for drivers; change them through :meth:`handle`."""
+
+    policy: Policy
+    state: State = State.SERVING
+    current: int | None = None  #: supervisor: the child that serves; in-process: the successor after a hand-over
+    pending: _Pending | None = None
+    draining: dict[int, float] = field(default_factory=dict)  #: supervisor: old child → SIGKILL deadline
+    reload_again: bool = False
+    successor_stopping: bool = False  #: in-process: a stop was forwarded to the successor
+    restart_at: float | None = None
+    exit_code: int = 0
+    gave_up: bool = False
+    restarts: Restarts = field(init=False)
+    _started: dict[int, float] = field(default_factory=dict)  #: pid → when it was spawned
+
+    def __post_init__(self) -> None:
+        self.restarts = Restarts(self.policy)
+
+    # -- queries --------------------------------------------------------------------------------------
+
+    @property
+    def busy(self) -> bool:
+        """A successor is being started or handed over to."""
+        return self.state in (State.STARTING, State.CONFIRMING, State.HANDING_OVER)
+
+    @property
+    def pending_pid(self) -> int | None:
+        return self.pending.pid if self.pending is not None else None
+
+    def children(self) -> list[int]:
+        """Every pid the driver must watch for exit."""
+        pids = list(self.draining)
+        if self.current is not None and not self.policy.in_process:
+            pids.append(self.current)
+        if self.pending_pid is not None:
+            pids.append(self.pending_pid)
+        return pids
+
+    def next_deadline(self) -> float | None:
+        """When the driver must feed :class:`Tick` at the latest (None: no deadline)."""
+        times = [t for t in self.draining.values() if t != float("inf")]
+        if self.restart_at is not None:
+            times.append(self.restart_at)
+        if self.pending is not None and self.busy:
+            p = self.pending
+            times += [t for t in (p.deadline, p.ready_at, p.warn_at, p.confirm_until) if t is not None]
+        return min(times, default=None)
+
+    # -- the transitions ------------------------------------------------------------------------------
+
+    def handle(self, event: Event, now: float) -> list[Effect]:
+        """Apply ``event`` at time ``now``; return what the driver must do, in order."""
+        out: list[Effect] = []
+        match event:
+            case Start() if self.state is State.SERVING and self.current is None:
+                self._start(out, now)
+            case Reload():
+                self._on_reload(out, now)
+            case Stop(sig):
+                self._on_stop(out, now, sig)
+            case Spawned(pid):
+                self._on_spawned(out, now, pid)
+            case SpawnFailed(reason) if self.state is State.STARTING:
+                self._fail(out, now, Cause.SPAWN, reason)
+            case Notified(pid, fields):
+                self._on_message(out, now, pid, fields)
+            case Exited(pid, code):
+                self._on_exit(out, now, pid, code)
+            case Tick():
+                self._on_tick(out, now)
+            case HandedOver() if self.state is State.HANDING_OVER:
+                self._handed_over(out, now)
+            case HandOverFailed(reason) if self.state is State.HANDING_OVER:
+                assert self.pending is not None and self.pending.pid is not None
+                out += [Release(), Terminate(self.pending.pid)]
+                self._fail(out, now, Cause.HANDOVER, reason)
+        return out
+
+    def _start(self, out: list[Effect], now: float) -> None:
+        p = self.policy
+        warn_at = now + p.warn_after if p.warn_after is not None and p.ready == "notify" else None
+        self.pending = _Pending(None, now + p.ready_timeout, None, warn_at)
+        self.state = State.STARTING
+        out.append(Spawn())
+
+    def _on_reload(self, out: list[Effect], now: float) -> None:
+        if self.state is State.SERVING:
+            if self.current is None and not self.policy.in_process:
+                self._start(out, now)  # nothing serves yet: a start, not a reload
+                return
+            out.append(
+                Tell(
+                    {"RELOADING": 1, "MONOTONIC_USEC": int(now * 1_000_000), "STATUS": "reloading: starting successor"}
+                )
+            )
+            self._start(out, now)
+        elif self.busy:
+            self.reload_again = True
+            out.append(Log(logging.INFO, "reload asked for while a successor is starting: one more follows it"))
+        elif self.state is State.RESTARTING:
+            self.restart_at = None
+            self._start(out, now)
+        elif self.state is State.DRAINING and self.current is not None:
+            out.append(SendSignal(self.current, self.policy.reload_signal))
+            out.append(Log(logging.INFO, f"reload forwarded to successor pid {self.current}"))
+
+    def _on_stop(self, out: list[Effect], now: float, sig: int) -> None:
+        if self.state is State.STOPPING:
+            if self.policy.in_process:
+                out.append(Hammer())
+            else:
+                out.append(Log(logging.WARNING, "second stop signal: killing every child now"))
+                out += [SendSignal(pid, signal.SIGKILL) for pid in self.children()]
+            return
+        if self.state is State.DONE:
+            return
+        if self.state is State.DRAINING:
+            if self.policy.forward_stop and self.current is not None:
+                self.successor_stopping = True
+                out.append(SendSignal(self.current, sig))  # the manager still thinks we are main (PID file)
+                out.append(Log(logging.INFO, f"stop forwarded to successor pid {self.current}"))
+            else:
+                out.append(Log(logging.INFO, "stop signal after hand-over: the manager signals the successor itself"))
+            return
+        if self.busy and self.pending is not None:
+            pid = self.pending.pid
+            if pid is not None:
+                out.append(Terminate(pid))
+                self._started.pop(pid, None)
+            what = f"successor pid {pid}" if pid is not None else "a successor"
+            self._fail(out, now, Cause.STOP, f"stop requested while {what} was starting", retry=False)
+        self.state = State.STOPPING
+        self.restart_at = None
+        out.append(Tell({"STOPPING": 1, "STATUS": "stopping: draining"}))
+        out.append(Report(Stopped()))
+        if not self.policy.in_process:
+            deadline = now + self.policy.drain_timeout
+            if self.current is not None:
+                out.append(SendSignal(self.current, signal.SIGTERM))
+                self.draining[self.current] = deadline
+                self.current = None
+            self._maybe_done()
+
+    def _on_spawned(self, out: list[Effect], now: float, pid: int) -> None:
+        if self.state is not State.STARTING or self.pending is None or self.pending.pid is not None:
+            out.append(Terminate(pid))  # nobody asked for it
+            return
+        self.pending.pid = pid
+        self._started[pid] = now
+        ready = self.policy.ready
+        if ready == "spawn":
+            self.pending.ready_at = now
+        elif not isinstance(ready, str):
+            self.pending.ready_at = now + ready
+        out += [Allow(pid), Log(logging.INFO, f"started successor pid {pid}")]
+
+    def _on_message(self, out: list[Effect], now: float, pid: int, fields: Mapping[str, str]) -> None:
+        p = self.pending
+        if p is not None and pid == p.pid and self.state is State.STARTING:
+            if fields.get("READY") == "1" and self.policy.ready == "notify":
+                if self.policy.confirm > 0:
+                    self.state = State.CONFIRMING
+                    p.confirm_until = now + self.policy.confirm
+                else:
+                    self._hand_over(out)
+            elif "STATUS" in fields:
+                out.append(Log(logging.INFO, f"successor pid {pid}: {fields['STATUS']}"))
+        elif p is not None and pid == p.pid and self.state is State.CONFIRMING:
+            if fields.get("BARRIER") == "1":
+                out.append(Hold(pid))
+                self._hand_over(out)
+        elif pid == self.current and not self.policy.in_process and self.state is not State.STOPPING:
+            forwarded = {k: v for k, v in fields.items() if k in ("STATUS", "ERRNO") or (k, v) == ("WATCHDOG", "1")}
+            if forwarded:
+                out.append(Tell(forwarded))  # WATCHDOG=trigger from a child is its own business
+
+    def _on_exit(self, out: list[Effect], now: float, pid: int, code: int) -> None:
+        lived = now - self._started.pop(pid, now)
+        if pid == self.pending_pid and self.busy:
+            when = "right after READY=1" if self.state is State.CONFIRMING else "before READY=1"
+            self._fail(out, now, Cause.EXITED, f"successor pid {pid} exited with {describe_exit(code)} {when}", lived)
+        elif pid in self.draining:
+            del self.draining[pid]
+            out.append(Log(logging.INFO, f"child pid {pid} exited with {describe_exit(code)}"))
+            if self.state is State.STOPPING and not self.gave_up:
+                self.exit_code = 0 if code in (0, -signal.SIGTERM) else (128 - code if code < 0 else code)
+                self._maybe_done()
+        elif pid == self.current and not self.policy.in_process:
+            self.current = None
+            if self.state is State.SERVING:
+                self._no_child(out, now, f"child pid {pid} exited unexpectedly with {describe_exit(code)}", lived)
+
+    def _on_tick(self, out: list[Effect], now: float) -> None:
+        for pid, deadline in self.draining.items():
+            if now >= deadline:
+                out.append(SendSignal(pid, signal.SIGKILL))
+                self.draining[pid] = float("inf")  # once
+        p = self.pending
+        if p is not None and self.busy and p.pid is not None:
+            if self.state is State.CONFIRMING and p.confirm_until is not None and now >= p.confirm_until:
+                self._hand_over(out)  # READY=1 without a barrier: not sockact, trust READY=1
+            elif self.state is State.STARTING and p.ready_at is not None and now >= p.ready_at:
+                self._hand_over(out)
+            elif self.state is State.STARTING and now >= p.deadline:
+                out.append(Terminate(p.pid))
+                self._started.pop(p.pid, None)
+                limit = self.policy.ready_timeout
+                reason = f"successor pid {p.pid} was not ready within {limit} s (no READY=1) and was stopped"
+                self._fail(out, now, Cause.NOT_READY, f"{reason}; {self.policy.not_ready_hint}")
+            elif self.state is State.STARTING and p.warn_at is not None and now >= p.warn_at:
+                p.warn_at = None
+                out.append(
+                    Log(logging.WARNING, f"successor pid {p.pid} has sent no READY=1 yet; {self.policy.not_ready_hint}")
+                )
+        if self.state is State.RESTARTING and self.restart_at is not None and now >= self.restart_at:
+            self.restart_at = None
+            self._start(out, now)
+
+    # -- shared steps ---------------------------------------------------------------------------------
+
+    def _hand_over(self, out: list[Effect]) -> None:
+        assert self.pending is not None and self.pending.pid is not None
+        self.state = State.HANDING_OVER
+        pid = self.pending.pid
+        if self.policy.in_process:
+            status = f"serving: pid {pid} took over"
+        else:
+            status = f"serving: child pid {pid}" + (f" replaced pid {self.current}" if self.current is not None else "")
+        out.append(HandOver(pid, status))
+
+    def _handed_over(self, out: list[Effect], now: float) -> None:
+        assert self.pending is not None and self.pending.pid is not None
+        new, old = self.pending.pid, self.current
+        self.pending = None
+        self.current = new
+        out += [Release(), Report(Upgraded(new)), Log(logging.INFO, f"handed over to pid {new}")]
+        if self.policy.in_process:
+            self.state = State.DRAINING
+            if self.reload_again:
+                self.reload_again = False
+                out.append(SendSignal(new, self.policy.reload_signal))  # coalesced during the upgrade
+            return
+        self.state = State.SERVING
+        if old is not None:
+            out.append(SendSignal(old, signal.SIGTERM))
+            self.draining[old] = now + self.policy.drain_timeout
+        self._again(out, now)
+
+    def _fail(
+        self, out: list[Effect], now: float, cause: Cause, reason: str, lived: float = 0.0, retry: bool = True
+    ) -> None:
+        self.pending = None
+        serving = self.policy.in_process or self.current is not None
+        out.append(Report(Failed(cause, reason)))
+        if serving:
+            self.state = State.SERVING
+            still = "still serving" if self.policy.in_process else f"pid {self.current} still serving"
+            out.append(Log(logging.ERROR, f"upgrade failed, {still}: {reason}"))
+            # READY=1 is owed after RELOADING=1, else the unit stays "reloading".
+            out.append(Tell({"READY": 1, "STATUS": f"upgrade failed, {still}: {reason}"[:400]}))
+            if retry:
+                self._again(out, now)
+        elif retry:
+            self._no_child(out, now, reason, lived)
+
+    def _no_child(self, out: list[Effect], now: float, reason: str, lived: float) -> None:
+        """Supervisor with nothing serving: restart after a back-off, or give up."""
+        self.reload_again = False
+        delay = self.restarts.failed(lived)
+        if delay is None:
+            text = f"{reason}; {self.restarts.quick_failures} quick failures in a row, giving up"
+            self.state = State.STOPPING
+            self.exit_code, self.gave_up = 1, True
+            out += [Log(logging.ERROR, text), Tell({"STATUS": text[:400]}), Report(GaveUp(text))]
+            self._maybe_done()
+            return
+        self.state = State.RESTARTING
+        self.restart_at = now + delay
+        text = f"{reason}; restarting in {delay:.1f} s"
+        out += [Log(logging.ERROR, text), Tell({"STATUS": text[:400]})]
+
+    def _again(self, out: list[Effect], now: float) -> None:
+        if self.reload_again and self.state is State.SERVING:
+            self.reload_again = False
+            self._on_reload(out, now)
+
+    def _maybe_done(self) -> None:
+        if self.state is State.STOPPING and self.current is None and self.pending is None and not self.draining:
+            self.state = State.DONE
