@@ -10,10 +10,12 @@ launcher are subclasses that differ only in how they spawn and how they tell the
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable
 
 from . import _handoff as h
+from ._control import ControlServer, Request
 from ._errors import SockactError, SpawnError
 from ._poll import readable
 from ._receiver import Message, NotifyReceiver
@@ -53,6 +55,12 @@ class Driver:
         self.receiver: NotifyReceiver | None = None
         self._message: Message | None = None  #: the message being fed (a Hold keeps it)
         self._held: Message | None = None
+        #: The reload channel (``sockact reload``), its askers waiting for the upgrade under way, and
+        #: those waiting for the old generation to let go of the listening sockets (pid None: us).
+        self.control: ControlServer | None = None
+        self._waiting: list[Request] = []
+        self._confirming: list[tuple[Request, int | None, int]] = []
+        self.listener_inodes: set[int] = set()
 
     # -- what subclasses provide ----------------------------------------------------------------------
 
@@ -116,6 +124,7 @@ class Driver:
                 log.log(level, "%s", text)
             case h.Report(outcome):
                 self.outcomes.append(outcome)
+                self._answer(outcome)
 
     # -- the loop -------------------------------------------------------------------------------------
 
@@ -129,14 +138,18 @@ class Driver:
         watched = [c.pidfd for pid in self.machine.children() if (c := self.children.get(pid)) and c.pidfd is not None]
         if len(watched) < len(self.machine.children()):
             timeout = 0.05 if timeout is None else min(timeout, 0.05)  # no pidfd: poll for the exit
-        for owner in (self.signals, self.receiver):
+        for owner in (self.signals, self.receiver, self.control):
             if owner is not None:
                 watched.append(owner.fileno())
+        if self._confirming:
+            timeout = 0.01 if timeout is None else min(timeout, 0.01)  # poll /proc for the listeners
         if timeout != 0:
             readable(watched, timeout)
         self._take_signals()
         self._take_messages()
         self._take_exits()
+        self._take_requests()
+        self._confirm()
         deadline = self.machine.next_deadline()
         if deadline is not None and self.clock() >= deadline:
             self.feed(h.Tick())
@@ -173,6 +186,70 @@ class Driver:
                 del self.children[pid]
                 child.close()
                 self.feed(h.Exited(pid, code))
+
+    # -- the reload channel ---------------------------------------------------------------------------
+
+    def _take_requests(self) -> None:
+        while self.control is not None and (request := self.control.accept()) is not None:
+            state = self.machine.state
+            if state in (h.State.SERVING, h.State.RESTARTING):
+                self._waiting.append(request)  # before feeding: the outcome may come at once
+                self.feed(h.Reload())
+            elif self.machine.busy:
+                self._waiting.append(request)  # joins the upgrade under way and gets its outcome
+            elif state is h.State.DRAINING:
+                request.reply("retry")  # the successor serves (and owns the channel's path) now
+            else:
+                request.reply("failed", "the service is stopping")
+
+    def _answer(self, outcome: h.Outcome) -> None:
+        waiting, self._waiting = self._waiting, []
+        for request in waiting:
+            if isinstance(outcome, h.Upgraded):
+                self._confirming.append((request, outcome.replaced, outcome.pid))
+            elif isinstance(outcome, h.Failed):
+                request.reply("failed", f"upgrade failed, the old code keeps serving: {outcome.reason}")
+            else:
+                request.reply("failed", "the service is stopping")
+        self._confirm()
+
+    def _confirm(self, force: bool = False) -> None:
+        """Answer ``ok`` once the old generation no longer holds a listening socket: every connection
+        made after ``systemctl reload`` returns reaches the new code."""
+        still = []
+        for request, old, new in self._confirming:
+            if force or not self._holds_listeners(old):
+                request.reply("ok", str(new))
+            else:
+                still.append((request, old, new))
+        self._confirming = still
+
+    def _holds_listeners(self, pid: int | None) -> bool:
+        """Whether ``pid`` (None: this process) has an fd on one of the listening sockets (/proc)."""
+        directory = f"/proc/{'self' if pid is None else pid}/fd"
+        try:
+            entries = os.listdir(directory)
+        except OSError:
+            return False  # gone
+        for entry in entries:
+            try:
+                link = os.readlink(f"{directory}/{entry}")
+            except OSError:
+                continue
+            if link.startswith("socket:[") and int(link[8:-1]) in self.listener_inodes:
+                return True
+        return False
+
+    def close_control(self) -> None:
+        """Answer every asker (ok if the hand-over happened: this generation is done serving) and
+        close the channel. Idempotent."""
+        self._confirm(force=True)
+        for request in self._waiting:
+            request.reply("failed", "the service stopped before the upgrade finished")
+        self._waiting = []
+        if self.control is not None:
+            self.control.close()
+            self.control = None
 
     def run_until(self, done: Callable[[], bool], timeout: float | None = None) -> bool:
         """:meth:`step` until ``done()`` (True) or ``timeout`` seconds passed (False)."""

@@ -66,6 +66,7 @@ class Cause(enum.Enum):
 @dataclass(frozen=True)
 class Upgraded:
     pid: int
+    replaced: int | None = None  #: supervisor: the child it replaced (in-process: this process itself)
 
 
 @dataclass(frozen=True)
@@ -529,7 +530,8 @@ class Handoff:
         new, old = self.pending.pid, self.current
         self.pending = None
         self.current = new
-        out += [Release(), Report(Upgraded(new)), Log(logging.INFO, f"handed over to pid {new}")]
+        replaced = None if self.policy.in_process else old
+        out += [Release(), Report(Upgraded(new, replaced)), Log(logging.INFO, f"handed over to pid {new}")]
         if self.policy.in_process:
             self.state = State.DRAINING
             if self.reload_again:

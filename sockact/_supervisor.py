@@ -25,10 +25,11 @@ import signal
 from collections.abc import MutableMapping, Sequence
 
 from . import _handoff as h
+from ._control import CONTROL_VAR, ControlServer
 from ._drive import Driver
 from ._errors import UsageError
 from ._listeners import Listeners
-from ._pidfile import write_pidfile
+from ._pidfile import PIDFILE_VAR, write_pidfile
 from ._procenv import process_environ
 from ._receiver import NotifyReceiver
 from ._signals import SignalPipe
@@ -71,12 +72,14 @@ class Supervisor(Driver):
         environ: MutableMapping[str, str] | None = None,
         give_up_after: int = 5,
         quick: float = 10.0,
+        control: str | None = None,
     ) -> None:
         self.listeners = listeners
         self.command = list(command)
         self.reload_signal = reload_signal
         self.pidfile = pidfile
         self.environ: MutableMapping[str, str] = process_environ() if environ is None else environ
+        self.control_path = control if control is not None else (self.environ.get(CONTROL_VAR) or None)
         hint = "if it does not send sd_notify READY=1, use --ready spawn or --ready SECONDS"
         policy = h.Policy(
             in_process=False,
@@ -90,6 +93,7 @@ class Supervisor(Driver):
             quick=quick,
         )
         super().__init__(h.Handoff(policy), Upstream(self.environ), stop_signals=tuple(stop_signals))
+        self.listener_inodes = {os.fstat(sock.fileno()).st_ino for sock in listeners.values()}
 
     @property
     def current(self) -> Child | None:
@@ -103,9 +107,12 @@ class Supervisor(Driver):
             try:
                 if self.pidfile is not None:
                     write_pidfile(self.pidfile, os.getpid())
+                if self.control_path is not None:
+                    self.control = ControlServer(self.control_path)
                 self.feed(h.Start())
                 self.run_until(lambda: self.machine.state is h.State.DONE)
             finally:
+                self.close_control()
                 self.close_children()
         return self.machine.exit_code
 
@@ -114,9 +121,10 @@ class Supervisor(Driver):
         names = [self.listeners.fdnames[key] for key in self.listeners]
         fds = [sock.fileno() for sock in self.listeners.values()]
         env = dict(self.environ)
-        env.pop("NOTIFY_SOCKET", None)
+        for own in ("NOTIFY_SOCKET", CONTROL_VAR, PIDFILE_VAR):  # ours, not the child's
+            env.pop(own, None)
         child = spawn(self.command, fds, names, environ=env, notify_socket=self.receiver.address)
         return child
 
     def _hand_over(self, pid: int, status: str) -> None:
-        self.upstream.hand_over(pid, status, mainpid=False)  # the supervisor stays main
+        self.upstream.hand_over(pid, status, mainpid=False, confirm=False)  # the supervisor stays main

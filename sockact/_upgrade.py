@@ -27,6 +27,7 @@ from collections.abc import Callable, MutableMapping, Sequence
 from types import TracebackType
 
 from . import _handoff as h
+from ._control import CONTROL_VAR, ControlServer
 from ._drive import Driver
 from ._errors import SpawnError, StateError, SuccessorError, UpgradeError, UsageError
 from ._listeners import Listeners
@@ -87,6 +88,7 @@ class Upgrader(Driver):
         after_handover: Callable[[Child], None] | None = None,
         before_shutdown: Callable[[], None] | None = None,
         drain_timeout: float = 30.0,
+        control: str | None = None,
     ) -> None:
         for what, value in (("ready_timeout", ready_timeout), ("drain_timeout", drain_timeout)):
             if not 0 <= value < float("inf"):
@@ -96,6 +98,7 @@ class Upgrader(Driver):
         self.ready_timeout = ready_timeout
         self.environ: MutableMapping[str, str] = process_environ() if environ is None else environ
         self.pidfile = pidfile if pidfile is not None else (self.environ.get(PIDFILE_VAR) or None)
+        self.control_path = control if control is not None else (self.environ.get(CONTROL_VAR) or None)
         self.reload_signal = reload_signal
         self.before_spawn = before_spawn
         self.after_handover = after_handover
@@ -109,6 +112,7 @@ class Upgrader(Driver):
             forward_stop=self.pidfile is not None,
         )
         super().__init__(h.Handoff(policy), Upstream(self.environ), stop_signals=tuple(stop_signals))
+        self.listener_inodes = {os.fstat(sock.fileno()).st_ino for sock in listeners.values()}
         #: Set by a second stop signal: draining should end now.
         self.hammer = threading.Event()
         self._serving_signals: threading.Thread | None = None
@@ -154,6 +158,9 @@ class Upgrader(Driver):
             if successor.wait(self.drain_timeout) is None:
                 log.warning("successor pid %d still draining after %s s", successor.pid, self.drain_timeout)
             self.machine.successor_stopping = False
+        if self.pidfile is not None and successor is not None and successor.poll() is None:
+            self._record_successor(successor)
+        self.close_control()
         self.close_children()
         self._close_receiver()
         if self.signals is not None:
@@ -177,6 +184,8 @@ class Upgrader(Driver):
         """
         if self.signals is None:
             raise StateError("use the Upgrader as a context manager (with Upgrader(...) as u:) to handle signals")
+        if self.control is None and self.control_path is not None and self.machine.state is h.State.SERVING:
+            self.control = ControlServer(self.control_path)  # we serve: the channel's path leads here now
         stopped = (h.State.DRAINING, h.State.STOPPING)
         self.run_until(lambda: self.machine.state in stopped or self._closing, timeout)
         if self.machine.state not in stopped:
@@ -259,7 +268,18 @@ class Upgrader(Driver):
         )
 
     def _hand_over(self, pid: int, status: str) -> None:
-        self.upstream.hand_over(pid, f"{status} from pid {os.getpid()}", pidfile=self.pidfile)
+        # PID-file mode: READY=1 without MAINPID now; the PID file names the successor only as this
+        # process exits (close()), when the successor is re-parented to systemd — systemd reads the
+        # file after ExecReload= too, and would flag a successor still ours "not our child".
+        if self.pidfile is not None:
+            write_pidfile(self.pidfile, os.getpid())  # proves now that close() will be able to write it
+        self.upstream.hand_over(pid, f"{status} from pid {os.getpid()}", mainpid=self.pidfile is None)
+
+    def _record_successor(self, successor: Child) -> None:
+        try:
+            write_pidfile(self.pidfile or "", successor.pid)
+        except UpgradeError as exc:
+            log.error("%s: systemd will not follow successor pid %d", exc, successor.pid)
 
     def feed(self, event: h.Event) -> None:
         super().feed(event)

@@ -14,7 +14,6 @@ from collections.abc import Callable, Mapping, MutableMapping
 
 from ._errors import NotifyError
 from ._notify import barrier, notify
-from ._pidfile import write_pidfile
 
 __all__ = ["Upstream"]
 
@@ -75,28 +74,20 @@ class Upstream:
             log.error("could not tell the service manager %s: %s", dict(fields), exc)
             return False
 
-    def hand_over(self, pid: int, status: str, *, pidfile: str | None = None, mainpid: bool = True) -> None:
-        """Tell the manager ``pid`` is the main process now, then wait for it to have processed that.
+    def hand_over(self, pid: int, status: str, *, mainpid: bool, confirm: bool = True) -> None:
+        """Tell the manager ``pid`` serves now: ``MAINPID=pid`` + READY=1 + STATUS= (``mainpid=False``:
+        READY=1 + STATUS= only — a PID-file hand-over, where systemd learns the pid from PIDFile= when
+        this process exits, or a supervisor, which stays main itself).
 
-        PID-file mode (``pidfile``): the file first, then READY=1 without MAINPID — systemd reads the
-        file when this process exits and adopts ``pid`` (systemd.service(5) PIDFile=). Otherwise
-        ``MAINPID=pid`` + READY=1 (``mainpid=False``: READY=1 only; a supervisor stays main itself).
-        Then BARRIER=1 (sd_notify_barrier(3)): a manager that does not acknowledge within 5 s is
-        logged, not undone — the datagram was delivered and the successor may already be MainPID.
+        ``confirm``: then BARRIER=1 (sd_notify_barrier(3)), so that the manager has processed the
+        hand-over before the successor speaks to it. A manager that does not acknowledge within 5 s
+        is logged, not undone — the datagram was delivered and the successor may already be MainPID.
 
         Raises:
-            UpgradeError: the PID file could not be written.
             NotifyError: the hand-over datagram could not be delivered.
         """
-        if pidfile is not None:
-            write_pidfile(pidfile, pid)
-            self.send({"READY": 1, "STATUS": status})
-        elif mainpid:
-            self.send({"MAINPID": pid, "READY": 1, "STATUS": status})
-        else:
-            self.send({"READY": 1, "STATUS": status})
-            return
-        if self.address:
+        self.send({"MAINPID": pid, "READY": 1, "STATUS": status} if mainpid else {"READY": 1, "STATUS": status})
+        if confirm and self.address:
             try:
                 barrier(5.0, environ=self.environ)
             except NotifyError as exc:

@@ -101,6 +101,9 @@ def test_pidfile_mode_sends_no_mainpid(setup: tuple, tmp_path: object) -> None:
     up = upgrader(ls, upstream, script, "serve", pidfile=pidfile)
     child = up.upgrade()
     with open(pidfile) as f:
+        assert f.read() == f"{os.getpid()}\n"  # still us: systemd must not adopt a child that is ours
+    up.close()  # as this process exits, the PID file names the successor (re-parented to systemd by then)
+    with open(pidfile) as f:
         assert f.read() == f"{child.pid}\n"
     with socket.create_connection(("127.0.0.1", ls["http"].getsockname()[1]), timeout=10) as c:
         c.recv(100)

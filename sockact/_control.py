@@ -1,0 +1,190 @@
+"""The reload channel: ``sockact reload`` asks the serving process for an upgrade and waits for its outcome.
+
+``ExecReload=sockact reload --control PATH`` makes ``systemctl reload`` return only when the new code
+serves — the successor sent READY=1, the manager was told, and the old process no longer holds the
+listening sockets — and fail (exit 1, the reason on stderr and in StatusText) when the upgrade failed.
+It names no pid, so it never signals a predecessor that just exited (``$MAINPID`` lags in PID-file
+mode, systemd.service(5)).
+
+The channel is a unix stream socket at PATH. Each serving process binds it (a fresh socket renamed
+over PATH: atomic) once it serves, so PATH always leads to the serving generation; a predecessor
+still draining answers ``retry``. One request per connection, one line each way (pure parsing below):
+
+    client: ``reload``          server: ``ok <pid>`` | ``failed <reason>`` | ``retry``
+
+Only root and the service's own uid may ask (SO_PEERCRED); the socket file is mode 0600.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import struct
+import time
+from collections.abc import Callable
+
+from ._errors import SockactError
+from ._poll import readable
+
+__all__ = ["CONTROL_VAR", "ControlServer", "Request", "parse_reply", "request_reload"]
+
+#: Where a sockact process finds its reload channel (``sockact units`` sets it next to ExecReload=).
+CONTROL_VAR = "SOCKACT_CONTROL"
+_UCRED = struct.Struct("iII")
+_MAX_LINE = 4096
+
+
+def parse_reply(line: str) -> tuple[str, str]:
+    """``("ok", pid)``, ``("failed", reason)`` or ``("retry", "")``; anything else is ``("failed", …)``."""
+    word, _, rest = line.strip().partition(" ")
+    if word in ("ok", "failed", "retry"):
+        return word, rest
+    return "failed", f"unexpected answer {line.strip()[:200]!r} on the reload channel"
+
+
+class Request:
+    """One ``reload`` asked for on the channel; :meth:`reply` answers it once and closes it."""
+
+    def __init__(self, conn: socket.socket, pid: int) -> None:
+        self.conn = conn
+        self.pid = pid  #: the asking process (SO_PEERCRED)
+
+    def reply(self, word: str, text: str = "") -> None:
+        """Send one line and close. The asker may be gone: that is its business, not ours."""
+        if self.conn.fileno() < 0:
+            return
+        try:
+            self.conn.settimeout(1.0)
+            self.conn.sendall(f"{word} {text}".strip().replace("\n", " ").encode()[:_MAX_LINE] + b"\n")
+        except OSError:
+            pass
+        finally:
+            self.conn.close()
+
+
+class ControlServer:
+    """The serving side of the channel at ``path``. A context manager; ``close()`` is idempotent and
+    removes the path only while it still leads to this socket (a successor may own it by then)."""
+
+    def __init__(self, path: str) -> None:
+        if not os.path.isabs(path):
+            raise SockactError(f"reload channel {path!r} must be an absolute path (--control, ${CONTROL_VAR})")
+        self.path = path
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        tmp = f"{path}.{os.getpid()}.tmp"
+        try:
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
+            self._sock.bind(tmp)
+            os.chmod(tmp, 0o600)
+            self._sock.listen(16)
+            self._sock.setblocking(False)
+            os.rename(tmp, path)  # atomic: PATH leads to the old owner or to us, never to nothing
+            self._ino: int | None = os.stat(path).st_ino
+        except OSError as exc:
+            self._sock.close()
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise SockactError(
+                f"cannot create the reload channel {path}: {exc.strerror}; check that its directory exists and "
+                "is writable (RuntimeDirectory=)"
+            ) from exc
+
+    def fileno(self) -> int:
+        return self._sock.fileno()
+
+    def accept(self, timeout: float = 1.0) -> Request | None:
+        """One pending request, or None (none pending, a stranger, or garbage: those are closed)."""
+        try:
+            conn, _ = self._sock.accept()
+        except (BlockingIOError, InterruptedError):
+            return None
+        except OSError:
+            return None  # EMFILE and friends: the asker retries
+        pid, uid, _ = _UCRED.unpack(conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size))
+        if uid not in (0, os.getuid()):
+            conn.close()
+            return None
+        data = b""
+        deadline = time.monotonic() + timeout
+        conn.setblocking(False)
+        while b"\n" not in data and len(data) < _MAX_LINE:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not readable([conn.fileno()], remaining):
+                break
+            try:
+                chunk = conn.recv(_MAX_LINE)
+            except OSError:
+                break
+            if not chunk:
+                break
+            data += chunk
+        if data.strip() != b"reload":
+            request = Request(conn, pid)
+            request.reply("failed", "the reload channel understands one request: reload")
+            return None
+        return Request(conn, pid)
+
+    def close(self) -> None:
+        if self._sock.fileno() >= 0:
+            self._sock.close()
+        if self._ino is not None:
+            try:
+                if os.stat(self.path).st_ino == self._ino:
+                    os.unlink(self.path)
+            except OSError:
+                pass
+            self._ino = None
+
+    def __enter__(self) -> ControlServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def request_reload(
+    path: str,
+    timeout: float,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> tuple[bool, str]:
+    """Ask the process serving at ``path`` to upgrade; wait up to ``timeout`` s for the outcome.
+
+    Returns ``(True, "pid N serving")`` or ``(False, reason)``. A draining predecessor's ``retry``, a
+    path that is being replaced (ENOENT, ECONNREFUSED) and a server that vanished without answering are
+    retried until the deadline.
+    """
+    deadline = clock() + timeout
+    last = "no answer"
+    while clock() < deadline:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC) as sock:
+            try:
+                sock.settimeout(max(0.001, deadline - clock()))
+                sock.connect(path)
+                sock.sendall(b"reload\n")
+                line = sock.makefile("r", encoding="utf-8", errors="replace").readline()
+            except (FileNotFoundError, ConnectionRefusedError) as exc:
+                last = f"nothing serves the reload channel {path} ({exc.strerror}); is the service running?"
+                line = ""
+            except TimeoutError:
+                return False, f"no outcome within {timeout:g} s from the reload channel {path}"
+            except OSError as exc:
+                if exc.errno not in (errno.ECONNRESET, errno.EPIPE):
+                    return False, f"cannot use the reload channel {path}: {exc.strerror}"
+                line = ""
+        if line:
+            word, text = parse_reply(line)
+            if word == "ok":
+                return True, f"pid {text} serving"
+            if word == "failed":
+                return False, text
+            last = "the process at the channel is draining; waiting for its successor"
+        sleep(0.02)
+    return False, f"{last} (gave up after {timeout:g} s)"
