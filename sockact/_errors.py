@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-__all__ = ["SockactError", "ActivationError", "AddressError", "NotifyError", "UpgradeError"]
+__all__ = [
+    "SockactError",
+    "ActivationError",
+    "AddressError",
+    "NotifyError",
+    "UpgradeError",
+    "UsageError",
+    "with_errno_class",
+]
 
 
 class SockactError(Exception):
@@ -41,3 +49,32 @@ class NotifyError(SockactError, OSError):
 
 class UpgradeError(SockactError):
     """An in-place upgrade failed; the old process keeps serving."""
+
+
+class UsageError(SockactError, ValueError):
+    """A caller's misuse (a bad option, argument or combination): fixed by whoever called sockact.
+
+    A ``ValueError``, never an ``OSError``: nothing in the system failed.
+    """
+
+
+_errno_classes: dict[tuple[type[SockactError], type[OSError]], type[SockactError]] = {}
+
+
+def with_errno_class(cls: type[SockactError], message: str, errno: int | None) -> SockactError:
+    """``cls(message, errno=errno)``, also an instance of the OSError subclass Python maps ``errno`` to.
+
+    ``OSError(errno.ECONNREFUSED, …)`` is a ``ConnectionRefusedError`` (PEP 3151) and python-systemd's
+    errors are built that way, so code ported from it catches ``ConnectionRefusedError`` or
+    ``FileNotFoundError``; the result is still a ``cls`` (e.g. NotifyError) for sockact's callers.
+    """
+    if errno is None or not issubclass(cls, OSError):
+        return cls(message, errno=errno)
+    builtin = type(OSError(errno, ""))
+    if builtin is OSError:
+        return cls(message, errno=errno)
+    combined = _errno_classes.get((cls, builtin))
+    if combined is None:
+        combined = type(cls.__name__, (cls, builtin), {"__module__": cls.__module__, "__doc__": cls.__doc__})
+        _errno_classes[(cls, builtin)] = combined
+    return combined(message, errno=errno)

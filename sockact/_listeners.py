@@ -10,7 +10,7 @@ from types import TracebackType
 
 from ._address import Address, kind_name, parse_address
 from ._bind import bind_all, unix_ids
-from ._env import Inherited, fdstore_max, parse_listen_fds, parse_listen_names
+from ._env import Inherited, Repeat, fdstore_max, parse_listen_fds, parse_listen_names
 from ._errors import ActivationError
 from ._fds import FdInfo, adopt_socket, claim_fds, close_fd, describe_fd, own_pidfd_id, unset_listen_vars
 from ._notify import fdstore as store_fds
@@ -26,18 +26,20 @@ def read_inherited(
     pid: int | None = None,
     *,
     unset_environment: bool = True,
+    names: bool = True,
 ) -> Inherited:
     """Parse LISTEN_* from ``environ`` (default ``os.environ``), claim the fds, optionally unset the variables.
 
     Like sd_listen_fds(3), the variables are removed even when they were not meant for this process
     or were invalid; unlike python-systemd, they are removed from ``os.environ`` itself, so a child
-    started later with ``env=dict(os.environ)`` does not inherit them.
+    started later with ``env=dict(os.environ)`` does not inherit them. ``names=False`` is
+    sd_listen_fds(3), which never reads LISTEN_FDNAMES (every name is then ``unknown``).
     """
     env: MutableMapping[str, str] = os.environ if environ is None else environ
     try:
-        fds = parse_listen_fds(env, os.getpid() if pid is None else pid, pidfd_id=_pidfd_id(env))
+        fds = parse_listen_fds(env, os.getpid() if pid is None else pid, pidfd_id=_pidfd_id(env), names=names)
         claim_fds(fds)  # libsystemd's order: the fds first, then the names
-        inherited = Inherited(fds, *parse_listen_names(env, fds))
+        inherited = Inherited(fds, *parse_listen_names(env, fds)) if names else Inherited(fds, Repeat("unknown", len(fds)))
     finally:
         if unset_environment:
             unset_listen_vars(env)
