@@ -13,6 +13,7 @@ Two modes:
 
 from __future__ import annotations
 
+import math
 import shlex
 from collections.abc import Mapping, Sequence
 
@@ -70,8 +71,14 @@ def render_units(
         raise SockactError(f"mode {mode!r}: use inprocess or supervise")
     if service_type not in ("notify", "notify-reload"):
         raise SockactError(f"type {service_type!r}: use notify or notify-reload (systemd >= 253)")
-    if drain_timeout <= 0:
-        raise SockactError("--drain-timeout must be positive")
+    if not 0 < drain_timeout < math.inf:  # also refuses nan
+        raise SockactError(f"--drain-timeout {drain_timeout}: give a positive, finite number of seconds")
+    given = [fdname for fdname, _ in listens]
+    twice = sorted({n for n in given if given.count(n) > 1})
+    if twice:
+        raise SockactError(
+            f"--listen {', '.join(twice)} given more than once: each socket needs its own FileDescriptorName="
+        )
     units: dict[str, str] = {}
     socket_units = []
     for index, (fdname, address) in enumerate(listens):
