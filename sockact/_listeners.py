@@ -224,16 +224,15 @@ def get_listeners(
     """
     items = _parse_spec(spec) if spec is not None else []
     foreign = _foreign_listen_pid(os.environ if environ is None else environ, os.getpid() if pid is None else pid)
-    if foreign:
-        log.warning("%s", foreign)
     inherited = read_inherited(environ, pid)
     infos = {}
+    names = dict(zip(inherited.fds, inherited.names))
     for number in inherited.fds:
         try:
             infos[number] = describe_fd(number, name=False)  # the address only when a match needs it
         except OSError as exc:  # claim_fds checked they are open; this is a race
             raise ActivationError(f"inherited fd {number} could not be inspected: {exc}") from exc
-    names = dict(zip(inherited.fds, inherited.names))
+        _check_listenable(number, infos[number], names[number])  # Accept=yes comes before any matching
     claimed: dict[str, int] = {}
 
     if spec is None:
@@ -285,8 +284,6 @@ def get_listeners(
                 "ListenStream= with FileDescriptorName= to the .socket unit, or allow binding."
             )
 
-    for fd in claimed.values():
-        _check_listenable(fd, infos[fd], names[fd])
     sockets: dict[str, socket.socket] = {}
     try:
         ids = unix_ids(unix_owner, unix_group)
@@ -316,6 +313,8 @@ def get_listeners(
             if name in claimed:
                 sock.detach()
         raise
+    if foreign and to_bind:  # bound, but most likely not what the unit meant
+        log.warning("%s", foreign)
     ordered = {name: sockets[name] for name in (fdnames if spec is not None else claimed)}
     taken = set(claimed.values())  # a set: LISTEN_FDS may pass thousands of fds
     unclaimed = {fd: names[fd] for fd in inherited.fds if fd not in taken}

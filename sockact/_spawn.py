@@ -182,7 +182,10 @@ def spawn(
         actions: list[tuple[int, ...]] = [
             (os.POSIX_SPAWN_DUP2, src, LISTEN_FDS_START + i) for i, src in enumerate(staged)
         ]
-        actions += [(os.POSIX_SPAWN_CLOSE, fd) for fd in _leaked_fds(LISTEN_FDS_START) if fd not in staged]
+        targets = range(LISTEN_FDS_START, LISTEN_FDS_START + count)  # a leak there is replaced, not closed after
+        actions += [
+            (os.POSIX_SPAWN_CLOSE, fd) for fd in _leaked_fds(LISTEN_FDS_START) if fd not in staged and fd not in targets
+        ]
         if cwd is not None:
             # posix_spawn has no chdir action before glibc 2.29's _np variant; let the shell do it.
             script = f'cd "$SOCKACT_CWD" && unset SOCKACT_CWD && {trampoline(pid_vars)}'

@@ -3,16 +3,19 @@ what hooks see, and who may speak for the service."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
 from sockact import _procenv
 
-from conftest import need_tool
+from conftest import need_module, need_tool
 from helpers import PY, FakeSystemd, child_env, free_port, run_child, tcp_listener
 from reloads import serving_pid
 
@@ -120,3 +123,60 @@ def test_notify_socket_stays_unless_hidden_and_sockact_always_reaches_it(fresh_e
         finally:
             os.environ.pop("NOTIFY_SOCKET", None)
             _procenv._reset()
+
+
+FOREIGN_NOTIFIERS = r"""
+import os, sys
+import sdnotify
+from systemd import daemon
+import sockact
+
+def both(stage):
+    daemon.notify(f"STATUS=python-systemd {stage} {os.getpid()}")
+    sdnotify.SystemdNotifier().notify(f"STATUS=sdnotify {stage} {os.getpid()}")
+
+listeners = sockact.get_listeners({"http": "127.0.0.1:0"})
+with listeners, sockact.Upgrader(listeners) as upgrader:
+    both("before-ready")
+    sockact.ready()  # in a successor: waits for the hand-over, then NOTIFY_SOCKET names the real manager
+    both("after-ready")
+    upgrader.wait()
+"""
+
+
+def test_python_systemd_and_sdnotify_reach_the_manager_before_and_after_a_hand_over(tmp_path: object) -> None:
+    """An app that also notifies through python-systemd and sdnotify (both read NOTIFY_SOCKET from the
+    C/os environment): its messages reach the manager on a cold start, and from the successor once
+    the hand-over is done — os.environ then names the real manager, not the predecessor."""
+    need_module("systemd.daemon")
+    need_module("sdnotify")
+    script = os.path.join(str(tmp_path), "app.py")
+    with open(script, "w") as f:
+        f.write(FOREIGN_NOTIFIERS)
+    with FakeSystemd() as systemd:
+        proc = subprocess.Popen(
+            [PY, script], env=child_env({"NOTIFY_SOCKET": systemd.address}), stderr=subprocess.PIPE, text=True
+        )
+        new = 0
+        try:
+            for peer in ("python-systemd", "sdnotify"):
+                for stage in ("before-ready", "after-ready"):
+                    status = f"{peer} {stage} {proc.pid}"
+                    assert systemd.wait_for(lambda m, s=status: m.get("STATUS") == s).pid == proc.pid
+            proc.send_signal(signal.SIGHUP)
+            successor = systemd.wait_for(lambda m: m.get("MAINPID") is not None and m.pid == proc.pid)
+            new = int(successor.get("MAINPID"))
+            for peer in ("python-systemd", "sdnotify"):
+                status = f"{peer} after-ready {new}"
+                assert systemd.wait_for(lambda m, s=status: m.get("STATUS") == s).pid == new
+            assert proc.wait(timeout=30) == 0, proc.stderr.read() if proc.stderr else ""
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            if new:  # the successor (started by our child, adopted by init): stop it and see it gone
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(new, signal.SIGTERM)
+                deadline = time.monotonic() + 30
+                while os.path.exists(f"/proc/{new}") and time.monotonic() < deadline:
+                    time.sleep(0.02)
