@@ -254,7 +254,7 @@ def _units(args: argparse.Namespace) -> int:
     command = _command(args, "sockact units NAME --listen NAME=ADDR -- COMMAND [ARGS…]")
     units = render_units(
         args.name,
-        _unique_listens(args.listen),
+        args.listen or [],
         command,
         mode=args.mode,
         service_type=args.type,
