@@ -13,8 +13,16 @@ from types import TracebackType
 from ._address import Address, kind_name, parse_address
 from ._bind import bind_all, unix_ids
 from ._cparse import CParseError, parse_pid
-from ._env import Inherited, Repeat, check_fdname, fdstore_max, parse_listen_fds, parse_listen_names
-from ._errors import ActivationError, AddressError
+from ._env import (
+    UPSTREAM_NOTIFY_VAR,
+    Inherited,
+    Repeat,
+    check_fdname,
+    fdstore_max,
+    parse_listen_fds,
+    parse_listen_names,
+)
+from ._errors import ActivationError, AddressError, SockactError
 from ._fds import FdInfo, adopt_socket, claim_fds, close_fd, describe_fd, own_pidfd_id, unset_listen_vars
 from ._notify import fdstore as store_fds
 from ._procenv import hide_notify_socket as hide_private
@@ -160,14 +168,7 @@ def _sockname(sock: socket.socket) -> str:
 def _parse_spec(spec: Mapping[str, str]) -> list[tuple[str, Address]]:
     items = []
     for name, text in spec.items():
-        try:
-            check_fdname(name)  # a successor gets it as its FileDescriptorName: refuse it now, not at a reload
-        except ActivationError:
-            raise ActivationError(
-                f"listener name {name!r} is not a valid FileDescriptorName= (1-255 printable ASCII characters, "
-                "no ':', systemd.socket(5))"
-            ) from None
-        items.append((name, parse_address(text)))
+        items.append((check_fdname(name), parse_address(text)))  # a successor gets it as FileDescriptorName=
     return items
 
 
@@ -208,7 +209,9 @@ def get_listeners(
     while inherited sockets go unclaimed is a unit/app mismatch (a FileDescriptorName= or an address
     that differs): an ActivationError listing both sides, unless ``bind_missing=True`` says to bind
     such entries here anyway. Entries left over once every inherited socket is claimed are bound,
-    with a WARNING on the ``sockact.listeners`` logger.
+    with a WARNING on the ``sockact.listeners`` logger; so are they in a successor of sockact's
+    upgrader (SOCKACT_UPSTREAM_NOTIFY_SOCKET set), whose fds are its predecessor's listeners, not a
+    unit's: a new version may add and drop listeners.
 
     NOTIFY_SOCKET stays in ``os.environ`` (python-systemd and sdnotify read it there);
     ``hide_notify_socket=True`` moves it into sockact's private store so that processes the app
@@ -269,12 +272,15 @@ def get_listeners(
             claimed[name] = fd
         if to_bind and inherited.fds and not require_activation:
             spare = [f for f in inherited.fds if f not in claimed.values() and infos[f].kind == "socket"]
-            if spare and not bind_missing:
+            # A predecessor's hand-over passes its own listeners: a new version may add and drop some.
+            from_predecessor = UPSTREAM_NOTIFY_VAR in (process_environ() if environ is None else environ)
+            if spare and not bind_missing and not from_predecessor:
                 raise _mismatch(to_bind, inherited, names, claimed, spare)
             log.warning(
-                "%s: not handed over by the service manager (LISTEN_FDS=%d), bound by this process",
+                "%s: not handed over (LISTEN_FDS=%d), bound by this process%s",
                 ", ".join(f"{n}={a.text}" for n, a in to_bind),
                 len(inherited.fds),
+                f"; unclaimed: {_inherited_list(spare, names)}" if spare else "",
             )
         if require_activation and to_bind:
             missing = ", ".join(f"{n}={a.text}" for n, a in to_bind)
@@ -375,7 +381,7 @@ def _foreign_listen_pid(env: Mapping[str, str], pid: int) -> str | None:
 def _check_inherited_name(fd: int, name: str) -> None:
     try:
         check_fdname(name)
-    except ActivationError:
+    except SockactError:
         raise ActivationError(
             f"LISTEN_FDNAMES gives fd {fd} the name {name[:40]!r}{'…' if len(name) > 40 else ''} ({len(name)} "
             "characters), which is no valid FileDescriptorName= (1-255 printable ASCII characters, no ':', "

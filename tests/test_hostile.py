@@ -162,6 +162,13 @@ LIB = [
         ("tcp",),
         NAMED,
     ),
+    Case(  # a predecessor's hand-over passes its own listeners: a new version may add one and drop one
+        "lib-successor-changes-listeners",
+        lib("import sockact; ls = sockact.get_listeners({'http': '127.0.0.1:0'})\nresult = sorted(ls.bound)"),
+        r'"ok": \["http"\]',
+        ("tcp",),
+        {**NAMED, "SOCKACT_UPSTREAM_NOTIFY_SOCKET": ""},
+    ),
     Case(
         "lib-accept-yes",
         lib("import sockact; result = sorted(sockact.get_listeners({'http': '127.0.0.1:1'}))"),
@@ -215,7 +222,7 @@ LIB = [
     Case(
         "lib-listen-name-300",
         lib("import sockact; sockact.get_listeners({'" + LONG_NAME + "': '127.0.0.1:0'})"),
-        r"ActivationError.*is not a valid FileDescriptorName= \(1-255",
+        r"SockactError.*not a valid FileDescriptorName=.*1-255",
     ),
 ]
 
