@@ -16,7 +16,11 @@ __all__ = ["bind_all", "bind_one"]
 
 
 def _reclaim_stale_unix(addr: Address, path: str) -> None:
-    """Remove ``path`` only if it is a socket file nobody listens on (systemd leaves such files)."""
+    """Remove ``path`` only if it is a socket file nobody listens on (systemd leaves such files).
+
+    The probe connects without blocking: ECONNREFUSED means stale; success or EAGAIN (a live
+    listener whose backlog is full) means in use, raised as AddressError at once.
+    """
     try:
         st = os.lstat(path)
     except FileNotFoundError:
@@ -26,11 +30,14 @@ def _reclaim_stale_unix(addr: Address, path: str) -> None:
             f"cannot bind {addr.text!r}: {path} exists and is not a socket; remove it or choose another path"
         )
     probe = socket.socket(socket.AF_UNIX, addr.type)
+    probe.setblocking(False)  # a live listener with a full backlog would block a blocking connect forever
     try:
         probe.connect(path)
     except ConnectionRefusedError:
         os.unlink(path)  # stale: a socket file with no listener behind it
         return
+    except BlockingIOError:  # EAGAIN: a listener is there, its backlog is full — alive, so in use
+        pass
     except OSError as exc:  # e.g. EACCES or another socket type: not ours to remove
         raise AddressError(
             f"cannot bind {addr.text!r}: {path} exists and could not be checked ({exc.strerror}); "

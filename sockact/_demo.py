@@ -9,6 +9,7 @@ socket, starts the server through the one spawn path and reads its notifications
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
 import os
 import signal
@@ -146,10 +147,38 @@ def _plot(path: str, result: LoadResult, marks: list[float], duration: float) ->
     plt.close(fig)
 
 
+def _stop_servers(pids: list[int], timeout: float = 15.0) -> None:
+    """SIGTERM the servers still running (newest first), wait until they are gone, SIGKILL the rest."""
+
+    def running(pid: int) -> bool:
+        try:
+            return os.waitpid(pid, os.WNOHANG) == (0, 0)  # our child (a subreaper's orphan too)
+        except ChildProcessError:  # a successor whose parent still runs: it reaps it
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return False
+            return True
+
+    for pid in reversed(pids):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    alive = list(pids)
+    while alive and time.monotonic() < deadline:
+        alive = [pid for pid in alive if running(pid)]
+        time.sleep(0.02)  # bounded: process exit has no event to wait on here
+    for pid in alive:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, 0)
+
+
 def demo(reloads: int, seconds: float, mode: str, plot: str | None) -> int:
     """Run the tour; returns 0 when no request failed."""
     ctypes.CDLL(None).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)  # orphaned predecessors come back to us
-    with socket.socket() as listener, NotifyReceiver() as receiver:
+    with socket.socket() as listener, NotifyReceiver() as receiver, contextlib.ExitStack() as cleanup:
         listener.bind(("127.0.0.1", 0))
         listener.listen(4096)
         port = listener.getsockname()[1]
@@ -162,14 +191,16 @@ def demo(reloads: int, seconds: float, mode: str, plot: str | None) -> int:
         print(f"demo: listening on 127.0.0.1:{port} like a .socket unit; starting the server ({mode})")
         started = time.monotonic()
         launcher = _Launcher(command, listener, receiver)
+        cleanup.callback(launcher.close_children)  # interrupted while it starts: terminate it
         child = launcher.start(timeout=30)
         if child is None:
             print(f"demo: the server did not start: {launcher.outcomes[-1]}", file=sys.stderr)
             return 1
+        signalled = [child.pid]  # whom SIGHUP goes to: the newest server, or the supervisor
+        cleanup.callback(_stop_servers, signalled)  # interrupted (Ctrl-C, SIGTERM, an error): leave none running
         print(f"demo: pid {child.pid} sent READY=1 after {1000 * (time.monotonic() - started):.0f} ms")
         receiver.allowed_pids = None  # successors speak to "systemd" after their hand-over
         threading.Thread(target=_play_systemd, args=(receiver,), daemon=True).start()
-        signalled = [child.pid]  # whom SIGHUP goes to: the newest server, or the supervisor
         seen = {get("127.0.0.1", port)[1]}
         handovers: list[float] = []
         marks: list[float] = []
@@ -199,6 +230,7 @@ def demo(reloads: int, seconds: float, mode: str, plot: str | None) -> int:
                 os.waitpid(pid, 0)
             except ChildProcessError:
                 pass
+        signalled.clear()  # all reaped: nothing for _stop_servers
     print("\n| requests | failed | retried idle keep-alive | distinct pids | hand-over median ms | max ms |")
     print("|---:|---:|---:|---:|---:|---:|")
     median = statistics.median(handovers) if handovers else 0.0

@@ -117,7 +117,9 @@ def _fail(variable: str, value: str, err: int, why: str) -> ActivationError:
     )
 
 
-def parse_listen_fds(environ: Mapping[str, str], pid: int, *, pidfd_id: int | None = None) -> Sequence[int]:
+def parse_listen_fds(
+    environ: Mapping[str, str], pid: int, *, pidfd_id: int | None = None, names: bool = True
+) -> Sequence[int]:
     """The fds ``LISTEN_PID``/``LISTEN_FDS`` pass to ``pid``, exactly as libsystemd 252 decides.
 
     Rules (sd_listen_fds(3), sd-daemon.c):
@@ -132,11 +134,14 @@ def parse_listen_fds(environ: Mapping[str, str], pid: int, *, pidfd_id: int | No
     layer, checking them one by one as libsystemd does, finds out how many are open (a tuple of that
     size would take gigabytes — found by fuzzing). Whether they are open is for the I/O layer to check.
 
+    ``names=False`` is sd_listen_fds(3) proper, which never reads ``LISTEN_FDNAMES``; the default
+    is sd_listen_fds_with_names(3), which splits it first.
+
     Raises:
         ActivationError: with ``errno`` set as libsystemd's negative return would be.
     """
     names_text = environ.get("LISTEN_FDNAMES")
-    if names_text is not None:
+    if names_text is not None and names:
         split_fdnames(names_text)  # libsystemd splits the names first: a syntax error wins over everything
     pid_text = environ.get("LISTEN_PID")
     if pid_text is None:

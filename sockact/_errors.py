@@ -28,6 +28,7 @@ __all__ = [
     "UpgradeError",
     "SpawnError",
     "SuccessorError",
+    "with_errno_class",
 ]
 
 
@@ -86,3 +87,25 @@ class SpawnError(UpgradeError):
 
 class SuccessorError(UpgradeError):
     """The successor started but did not take over: it exited, crashed, or sent no READY=1 in time."""
+
+
+_errno_classes: dict[tuple[type[SockactError], type[OSError]], type[SockactError]] = {}
+
+
+def with_errno_class(cls: type[SockactError], message: str, errno: int | None) -> SockactError:
+    """``cls(message, errno=errno)``, also an instance of the OSError subclass Python maps ``errno`` to.
+
+    ``OSError(errno.ECONNREFUSED, …)`` is a ``ConnectionRefusedError`` (PEP 3151) and python-systemd's
+    errors are built that way, so code ported from it catches ``ConnectionRefusedError`` or
+    ``FileNotFoundError``; the result is still a ``cls`` (e.g. NotifyError) for sockact's callers.
+    """
+    if errno is None or not issubclass(cls, OSError):
+        return cls(message, errno=errno)
+    builtin = type(OSError(errno, ""))
+    if builtin is OSError:
+        return cls(message, errno=errno)
+    combined = _errno_classes.get((cls, builtin))
+    if combined is None:
+        combined = type(cls.__name__, (cls, builtin), {"__module__": cls.__module__, "__doc__": cls.__doc__})
+        _errno_classes[(cls, builtin)] = combined
+    return combined(message, errno=errno)

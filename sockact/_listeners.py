@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import errno
+import logging
 import os
 import socket
 from collections.abc import Iterator, Mapping, MutableMapping, Sequence
@@ -10,15 +12,28 @@ from types import TracebackType
 
 from ._address import Address, kind_name, parse_address
 from ._bind import bind_all, unix_ids
-from ._env import Inherited, check_fdname, fdstore_max, parse_listen_fds, parse_listen_names
-from ._errors import ActivationError
+from ._cparse import CParseError, parse_pid
+from ._env import (
+    UPSTREAM_NOTIFY_VAR,
+    Inherited,
+    Repeat,
+    check_fdname,
+    fdstore_max,
+    parse_listen_fds,
+    parse_listen_names,
+)
+from ._errors import ActivationError, AddressError, SockactError
 from ._fds import FdInfo, adopt_socket, claim_fds, close_fd, describe_fd, own_pidfd_id, unset_listen_vars
 from ._notify import fdstore as store_fds
-from ._procenv import hide_notify_socket, process_environ
+from ._procenv import hide_notify_socket as hide_private
+from ._procenv import process_environ
 
 __all__ = ["Listeners", "get_listeners", "read_inherited", "DEFAULT_BACKLOG"]
 
 DEFAULT_BACKLOG = 4096  # systemd's Backlog= default is SOMAXCONN (4096 on Linux ≥ 5.4)
+_LISTED = 8  # inherited fds an error message lists before "… and N more"
+
+log = logging.getLogger("sockact.listeners")
 
 
 def read_inherited(
@@ -26,18 +41,21 @@ def read_inherited(
     pid: int | None = None,
     *,
     unset_environment: bool = True,
+    names: bool = True,
 ) -> Inherited:
     """Parse LISTEN_* from ``environ`` (default ``os.environ``), claim the fds, optionally unset the variables.
 
     Like sd_listen_fds(3), the variables are removed even when they were not meant for this process
     or were invalid; unlike python-systemd, they are removed from ``os.environ`` itself, so a child
-    started later with ``env=dict(os.environ)`` does not inherit them.
+    started later with ``env=dict(os.environ)`` does not inherit them. ``names=False`` is
+    sd_listen_fds(3), which never reads LISTEN_FDNAMES (every name is then ``unknown``).
     """
     env: MutableMapping[str, str] = os.environ if environ is None else environ
     try:
-        fds = parse_listen_fds(env, os.getpid() if pid is None else pid, pidfd_id=_pidfd_id(env))
+        fds = parse_listen_fds(env, os.getpid() if pid is None else pid, pidfd_id=_pidfd_id(env), names=names)
         claim_fds(fds)  # libsystemd's order: the fds first, then the names
-        inherited = Inherited(fds, *parse_listen_names(env, fds))
+        unnamed = Inherited(fds, Repeat("unknown", len(fds)))
+        inherited = Inherited(fds, *parse_listen_names(env, fds)) if names else unnamed
     finally:
         if unset_environment:
             unset_listen_vars(env)
@@ -150,7 +168,7 @@ def _sockname(sock: socket.socket) -> str:
 def _parse_spec(spec: Mapping[str, str]) -> list[tuple[str, Address]]:
     items = []
     for name, text in spec.items():
-        items.append((check_fdname(name), parse_address(text)))
+        items.append((check_fdname(name), parse_address(text)))  # a successor gets it as FileDescriptorName=
     return items
 
 
@@ -165,6 +183,8 @@ def get_listeners(
     environ: MutableMapping[str, str] | None = None,
     pid: int | None = None,
     fdstore: bool | None = None,
+    bind_missing: bool = False,
+    hide_notify_socket: bool = False,
 ) -> Listeners:
     """Return the app's listening sockets: inherited through LISTEN_FDS where possible, bound otherwise.
 
@@ -185,21 +205,37 @@ def get_listeners(
     systemd.socket(5)'s SocketMode=, SocketUser=, SocketGroup=) before they listen. Inherited
     sockets are left as their manager made them.
 
+    Under activation (LISTEN_FDS for this process), a spec entry that matches nothing inherited
+    while inherited sockets go unclaimed is a unit/app mismatch (a FileDescriptorName= or an address
+    that differs): an ActivationError listing both sides, unless ``bind_missing=True`` says to bind
+    such entries here anyway. Entries left over once every inherited socket is claimed are bound,
+    with a WARNING on the ``sockact.listeners`` logger; so are they in a successor of sockact's
+    upgrader (SOCKACT_UPSTREAM_NOTIFY_SOCKET set), whose fds are its predecessor's listeners, not a
+    unit's: a new version may add and drop listeners.
+
+    NOTIFY_SOCKET stays in ``os.environ`` (python-systemd and sdnotify read it there);
+    ``hide_notify_socket=True`` moves it into sockact's private store so that processes the app
+    starts cannot speak to the manager as the service (sockact's own notify functions still can).
+
     Raises:
         ActivationError: LISTEN_* malformed; an fd not open, not a socket, or of the wrong kind for
-            its address; ``require_activation=True`` and a name was not inherited.
+            its address; a connected socket (Accept=yes); an inherited name that is no valid
+            FileDescriptorName= (``spec=None``); a spec entry that matches no inherited socket while
+            some go unclaimed (see above); ``require_activation=True`` and a name was not inherited.
         AddressError: an address could not be parsed or bound (nothing is left bound).
         NotifyError: the fd store was asked for and refused the sockets.
     """
     items = _parse_spec(spec) if spec is not None else []
+    foreign = _foreign_listen_pid(os.environ if environ is None else environ, os.getpid() if pid is None else pid)
     inherited = read_inherited(environ, pid)
     infos = {}
+    names = dict(zip(inherited.fds, inherited.names))
     for number in inherited.fds:
         try:
             infos[number] = describe_fd(number, name=False)  # the address only when a match needs it
         except OSError as exc:  # claim_fds checked they are open; this is a race
             raise ActivationError(f"inherited fd {number} could not be inspected: {exc}") from exc
-    names = dict(zip(inherited.fds, inherited.names))
+        _check_listenable(number, infos[number], names[number])  # Accept=yes comes before any matching
     claimed: dict[str, int] = {}
 
     if spec is None:
@@ -207,6 +243,7 @@ def get_listeners(
         fdnames = {}
         for key, number in zip(keys, inherited.fds):
             if infos[number].kind == "socket":
+                _check_inherited_name(number, names[number])
                 claimed[key] = number
                 fdnames[key] = names[number]
         to_bind: list[tuple[str, Address]] = []
@@ -233,6 +270,18 @@ def get_listeners(
                 continue
             _check_kind(name, addr, infos[fd], names[fd])
             claimed[name] = fd
+        if to_bind and inherited.fds and not require_activation:
+            spare = [f for f in inherited.fds if f not in claimed.values() and infos[f].kind == "socket"]
+            # A predecessor's hand-over passes its own listeners: a new version may add and drop some.
+            from_predecessor = UPSTREAM_NOTIFY_VAR in (process_environ() if environ is None else environ)
+            if spare and not bind_missing and not from_predecessor:
+                raise _mismatch(to_bind, inherited, names, claimed, spare)
+            log.warning(
+                "%s: not handed over (LISTEN_FDS=%d), bound by this process%s",
+                ", ".join(f"{n}={a.text}" for n, a in to_bind),
+                len(inherited.fds),
+                f"; unclaimed: {_inherited_list(spare, names)}" if spare else "",
+            )
         if require_activation and to_bind:
             missing = ", ".join(f"{n}={a.text}" for n, a in to_bind)
             got = ", ".join(f"fd {f} {names[f]!r}" for f in inherited.fds) or "nothing (LISTEN_FDS unset or not for us)"
@@ -244,12 +293,24 @@ def get_listeners(
     sockets: dict[str, socket.socket] = {}
     try:
         ids = unix_ids(unix_owner, unix_group)
-        sockets.update(bind_all(to_bind, backlog=backlog, unix_mode=unix_mode, unix_ids=ids))
+        try:
+            sockets.update(bind_all(to_bind, backlog=backlog, unix_mode=unix_mode, unix_ids=ids))
+        except AddressError as exc:
+            if foreign:  # the "in use" is most likely the socket unit holding the address for us
+                raise AddressError(f"{exc} ({foreign})", errno=exc.errno) from exc
+            raise
         for name, fd in claimed.items():
             sock = adopt_socket(fd, infos[fd])
             sockets[name] = sock
             if infos[fd].type != socket.SOCK_DGRAM and not infos[fd].listening:
-                sock.listen(backlog)
+                try:
+                    sock.listen(backlog)
+                except OSError as exc:
+                    raise ActivationError(
+                        f"inherited fd {fd} named {names[fd]!r} cannot listen ({exc.strerror}); the .socket unit "
+                        "must hand over a listening (Accept=no) socket",
+                        errno=exc.errno,
+                    ) from exc
     except BaseException:
         for name, sock in sockets.items():
             if name not in claimed:
@@ -258,12 +319,14 @@ def get_listeners(
             if name in claimed:
                 sock.detach()
         raise
+    if foreign and to_bind:  # bound, but most likely not what the unit meant
+        log.warning("%s", foreign)
     ordered = {name: sockets[name] for name in (fdnames if spec is not None else claimed)}
     taken = set(claimed.values())  # a set: LISTEN_FDS may pass thousands of fds
     unclaimed = {fd: names[fd] for fd in inherited.fds if fd not in taken}
     listeners = Listeners(ordered, inherited=frozenset(claimed), unclaimed=unclaimed, fdnames=fdnames)
-    if environ is None:
-        hide_notify_socket()  # children of this process must not speak to the manager as the service
+    if environ is None:  # sockact's hand-over variable never reaches the app's children; NOTIFY_SOCKET on request
+        hide_private(notify_socket=hide_notify_socket)
     env = process_environ() if environ is None else environ
     if listeners.bound and (fdstore if fdstore is not None else fdstore_max(env) > 0):
         with _closing_on_error(listeners):
@@ -295,3 +358,85 @@ def _check_kind(name: str, addr: Address, info: FdInfo, fdname: str) -> None:
             f"needs an {kind_name(addr.family, addr.type)} socket; fix ListenStream=/ListenDatagram= in the .socket "
             "unit or the address in the program"
         )
+
+
+def _foreign_listen_pid(env: Mapping[str, str], pid: int) -> str | None:
+    """Why LISTEN_FDS was ignored when LISTEN_PID is a valid pid that is not ``pid``, else None."""
+    pid_text, fds_text = env.get("LISTEN_PID"), env.get("LISTEN_FDS")
+    if pid_text is None or fds_text is None:
+        return None
+    try:
+        listen_pid = parse_pid(pid_text)
+    except CParseError:
+        return None  # read_inherited reports a malformed LISTEN_PID itself
+    if listen_pid == pid:
+        return None
+    return (
+        f"LISTEN_PID={pid_text} names another process (this is {pid}), so LISTEN_FDS={fds_text} was not for "
+        "this one and its fds were ignored (sd_listen_fds(3)); if systemd started this program, something in "
+        "between forked (a shell script without exec, a wrapper): exec the program directly"
+    )
+
+
+def _check_inherited_name(fd: int, name: str) -> None:
+    try:
+        check_fdname(name)
+    except SockactError:
+        raise ActivationError(
+            f"LISTEN_FDNAMES gives fd {fd} the name {name[:40]!r}{'…' if len(name) > 40 else ''} ({len(name)} "
+            "characters), which is no valid FileDescriptorName= (1-255 printable ASCII characters, no ':', "
+            "systemd.socket(5)): fix FileDescriptorName= in the .socket unit or whatever set LISTEN_FDNAMES",
+            errno=errno.EINVAL,
+        ) from None
+
+
+def _inherited_list(fds: Sequence[int], names: Mapping[int, str]) -> str:
+    def one(fd: int) -> str:
+        try:
+            what = describe_fd(fd).describe()
+        except OSError as exc:
+            what = f"not inspectable: {exc.strerror}"
+        return f"fd {fd} {names[fd]!r} ({what})"
+
+    shown = ", ".join(one(fd) for fd in list(fds[:_LISTED]))
+    return shown + (f", … and {len(fds) - _LISTED} more" if len(fds) > _LISTED else "")
+
+
+def _mismatch(
+    to_bind: Sequence[tuple[str, Address]],
+    inherited: Inherited,
+    names: Mapping[int, str],
+    claimed: Mapping[str, int],
+    spare: Sequence[int],
+) -> ActivationError:
+    asked = ", ".join(f"{n}={a.text!r}" for n, a in to_bind)
+    taken = ", ".join(f"{n} from fd {f}" for n, f in claimed.items())
+    return ActivationError(
+        f"socket-activated (LISTEN_FDS={len(inherited.fds)}), but {asked} matches no inherited socket by "
+        f"FileDescriptorName= or by address, while {_inherited_list(spare, names)} went unclaimed"
+        + (f" (claimed: {taken})" if taken else "")
+        + ". Give the .socket unit's socket FileDescriptorName= equal to the listener name, or make the "
+        "addresses agree; to bind the missing ones here and leave the rest unused, pass "
+        "get_listeners(..., bind_missing=True) (sockact run --bind-missing)",
+        errno=errno.EADDRNOTAVAIL,
+    )
+
+
+def _check_listenable(fd: int, info: FdInfo, fdname: str) -> None:
+    """A stream/seqpacket fd that is not listening must not be connected: that is Accept=yes."""
+    if info.kind != "socket" or info.type == socket.SOCK_DGRAM or info.listening:
+        return
+    probe = socket.socket(info.family, info.type, info.proto, fileno=fd)
+    try:
+        peer = probe.getpeername()
+    except OSError:
+        return  # not connected: listen() makes it a listener, as systemd's sockets are
+    finally:
+        probe.detach()
+    raise ActivationError(
+        f"fd {fd} named {fdname!r} is a connected {kind_name(info.family, info.type)} socket (peer {peer!r}), "
+        "not a listening one: the .socket unit has Accept=yes (or systemd-socket-activate ran with -a/--accept), "
+        "which starts one service instance per connection; sockact serves listening sockets, so set Accept=no "
+        "(the default) in the .socket unit",
+        errno=errno.EINVAL,
+    )

@@ -16,7 +16,7 @@ import time
 from collections.abc import Mapping, MutableMapping, Sequence
 
 from ._env import UPSTREAM_NOTIFY_VAR, check_fdname
-from ._errors import NotifyError, UsageError
+from ._errors import NotifyError, UsageError, with_errno_class
 from ._message import format_message, validate_state
 from ._procenv import process_environ
 
@@ -93,7 +93,9 @@ def send(
     sd_pid_notify(3). ``fds`` travel by SCM_RIGHTS (sd_pid_notify_with_fds(3)). ``environ``
     defaults to ``os.environ`` (a seam for tests and for successors).
 
-    Returns False only when NOTIFY_SOCKET is unset. Raises NotifyError otherwise.
+    Returns False only when NOTIFY_SOCKET is unset. Raises NotifyError otherwise; a failed send is
+    also the errno's own OSError subclass (ConnectionRefusedError, FileNotFoundError, …) as in
+    python-systemd.
     """
     env: MutableMapping[str, str] = process_environ() if environ is None else environ
     target = env.get("NOTIFY_SOCKET")
@@ -110,8 +112,8 @@ def send(
     try:
         sock = socket.socket(family, type_ | socket.SOCK_CLOEXEC)
     except OSError as exc:
-        raise NotifyError(
-            f"cannot create a socket for NOTIFY_SOCKET={target!r}: {exc.strerror}", errno=exc.errno
+        raise with_errno_class(
+            NotifyError, f"cannot create a socket for NOTIFY_SOCKET={target!r}: {exc.strerror}", exc.errno
         ) from exc
     try:
         if family == socket.AF_UNIX:
@@ -128,7 +130,8 @@ def send(
             _errno.EAGAIN: "the manager's queue is full",
             _errno.EPERM: "not allowed to send credentials for that pid",
         }.get(exc.errno or 0, exc.strerror or str(exc))
-        raise NotifyError(f"cannot notify NOTIFY_SOCKET={target!r}: {hint}", errno=exc.errno) from exc
+        # The errno's own OSError subclass too (ConnectionRefusedError, FileNotFoundError…), as python-systemd
+        raise with_errno_class(NotifyError, f"cannot notify NOTIFY_SOCKET={target!r}: {hint}", exc.errno) from exc
     finally:
         sock.close()
     if sent != len(data):

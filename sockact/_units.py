@@ -18,6 +18,7 @@ the signal and counts any READY=1 as success, so a failed deploy would report su
 
 from __future__ import annotations
 
+import math
 import shlex
 from collections.abc import Mapping, Sequence
 
@@ -78,8 +79,14 @@ def render_units(
             f"type {service_type!r}: only Type=notify; with notify-reload systemd counts any READY=1 as a "
             "successful reload, so a failed deploy would look like a success"
         )
-    if drain_timeout <= 0:
-        raise SockactError("--drain-timeout must be positive")
+    if not 0 < drain_timeout < math.inf:  # also refuses nan
+        raise SockactError(f"--drain-timeout {drain_timeout}: give a positive, finite number of seconds")
+    given = [fdname for fdname, _ in listens]
+    twice = sorted({n for n in given if given.count(n) > 1})
+    if twice:
+        raise SockactError(
+            f"--listen {', '.join(twice)} given more than once: each socket needs its own FileDescriptorName="
+        )
     units: dict[str, str] = {}
     socket_units = []
     for index, (fdname, address) in enumerate(listens):

@@ -1,25 +1,29 @@
 """The ``sockact`` command. ``sockact inspect`` shows what this process inherited.
 
-Every user error is one line on stderr and a non-zero exit, never a traceback.
+Every user error is one line on stderr and exit status 2, never a traceback; every number, signal
+and path is checked before anything starts.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import logging
+import math
 import os
 import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 from . import __version__
 from ._env import parse_watchdog_env
-from ._errors import SockactError
+from ._errors import SockactError, UsageError
 from ._fds import describe_fd
-from ._listeners import get_listeners, read_inherited
+from ._listeners import Listeners, get_listeners, read_inherited
 from ._supervisor import Supervisor, parse_ready
 from ._units import render_units
 
@@ -81,20 +85,98 @@ def _inspect(as_json: bool) -> int:
     return 0
 
 
+#: Signals that cannot reload: uncatchable, the supervisor's own stop signals, or raised by the
+#: kernel for other reasons (a child's exit, a broken pipe, a fault).
+_NOT_RELOAD = {
+    signal.SIGKILL: "it cannot be caught",
+    signal.SIGSTOP: "it cannot be caught",
+    signal.SIGTERM: "it stops sockact run (systemd's stop signal)",
+    signal.SIGINT: "it stops sockact run",
+    signal.SIGCHLD: "the kernel sends it whenever a child exits",
+    signal.SIGPIPE: "the kernel sends it on a broken pipe",
+    signal.SIGSEGV: "the kernel sends it on a fault",
+    signal.SIGBUS: "the kernel sends it on a fault",
+    signal.SIGFPE: "the kernel sends it on a fault",
+    signal.SIGILL: "the kernel sends it on a fault",
+}
+
+
 def _signal(text: str) -> int:
-    name = text.upper()
+    name = text.strip().upper()
     if name.isdigit():
-        return int(name)
+        number = int(name)
+        if number not in signal.valid_signals():
+            raise argparse.ArgumentTypeError(f"{text}: no such signal (use HUP, USR2, … or 1-64)")
+    else:
+        try:
+            number = int(signal.Signals[name if name.startswith("SIG") else "SIG" + name])
+        except KeyError:
+            raise argparse.ArgumentTypeError(f"unknown signal {text!r} (use HUP, USR2, … or a number)") from None
+    if number in _NOT_RELOAD:
+        why = _NOT_RELOAD[signal.Signals(number)]
+        raise argparse.ArgumentTypeError(
+            f"{signal.Signals(number).name} cannot be the reload signal: {why}; use HUP or USR2"
+        )
+    return number
+
+
+def _seconds(*, zero: bool) -> Callable[[str], float]:
+    """An argparse type: a finite number of seconds, > 0 (or >= 0 when ``zero``)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value) or value < 0 or (value == 0 and not zero):
+            bound = ">= 0" if zero else "> 0"
+            raise argparse.ArgumentTypeError(f"{text!r}: give a finite number of seconds {bound}")
+        return value
+
+    return parse
+
+
+def _count(text: str) -> int:
+    """An argparse type: a whole number from 0 to 10000."""
     try:
-        return int(signal.Signals[name if name.startswith("SIG") else "SIG" + name])
-    except KeyError:
-        raise argparse.ArgumentTypeError(f"unknown signal {text!r} (use HUP, USR2, … or a number)") from None
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 10_000:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a whole number from 0 to 10000")
+    return value
+
+
+def _unique_listens(listens: list[tuple[str, str]] | None) -> list[tuple[str, str]]:
+    """The --listen pairs, refusing a name given twice (the last one would win silently)."""
+    pairs = list(listens or [])
+    names = [name for name, _ in pairs]
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise UsageError(
+            f"--listen {', '.join(twice)} given more than once: each socket needs its own name "
+            "(its FileDescriptorName=)"
+        )
+    return pairs
+
+
+def _writable_file(option: str, path: str) -> str:
+    """``path`` made absolute, once its directory exists and is writable (checked before anything runs)."""
+    full = os.path.abspath(path)
+    directory = os.path.dirname(full)
+    if os.path.isdir(full):
+        raise UsageError(f"{option} {path}: is a directory; give a file name")
+    if not os.path.isdir(directory):
+        raise UsageError(f"{option} {path}: directory {directory} does not exist; create it first")
+    if not os.access(directory, os.W_OK):
+        raise UsageError(f"{option} {path}: directory {directory} is not writable")
+    return full
 
 
 def _listen(text: str) -> tuple[str, str]:
     name, eq, address = text.partition("=")
     if not eq or not name or not address:
-        raise argparse.ArgumentTypeError(f"--listen {text!r}: use NAME=ADDRESS, e.g. http=127.0.0.1:8080")
+        raise argparse.ArgumentTypeError(f"{text!r}: use NAME=ADDRESS, e.g. http=127.0.0.1:8080")
     return name, address
 
 
@@ -102,7 +184,7 @@ def _ready(text: str) -> str | float:
     try:
         return parse_ready(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--ready {text!r}: use notify, spawn or a number of seconds") from None
+        raise argparse.ArgumentTypeError(f"{text!r}: use notify, spawn or a number of seconds from 0 to 3600") from None
 
 
 def _command(args: argparse.Namespace, usage: str) -> list[str]:
@@ -118,11 +200,15 @@ def _command(args: argparse.Namespace, usage: str) -> list[str]:
 
 
 def _run(args: argparse.Namespace) -> int:
+    pairs = _unique_listens(args.listen)
     command = _command(args, "sockact run [OPTIONS] -- COMMAND [ARGS…]")
-    spec = dict(args.listen) if args.listen else None
-    listeners = get_listeners(spec)
-    logging.basicConfig(level=logging.INFO, format="sockact[%(process)d]: %(message)s")
+    pidfile = _writable_file("--pidfile", args.pidfile) if args.pidfile else None
+    spec = dict(pairs) if pairs else None
+    listeners = get_listeners(spec, bind_missing=args.bind_missing)
     with listeners:
+        if spec is None:
+            _check_passable(listeners)
+        logging.basicConfig(level=logging.INFO, format="sockact[%(process)d]: %(message)s")
         supervisor = Supervisor(
             listeners,
             command,
@@ -130,15 +216,37 @@ def _run(args: argparse.Namespace) -> int:
             ready_timeout=args.ready_timeout,
             drain_timeout=args.drain_timeout,
             reload_signal=args.reload_signal,
-            pidfile=args.pidfile,
+            pidfile=pidfile,
         )
         return supervisor.run()
+
+
+def _check_passable(listeners: Listeners) -> None:
+    """Without --listen, `sockact run` passes on every inherited socket; refuse what it cannot pass on
+    (FIFOs, files from the fd store) and having nothing at all, rather than drop them silently."""
+    others = []
+    for fd, name in sorted(listeners.unclaimed.items()):
+        try:
+            kind = describe_fd(fd).kind
+        except OSError as exc:
+            kind = f"not inspectable ({exc.strerror})"
+        others.append(f"fd {fd} {name!r} ({kind})")
+    if others:
+        raise UsageError(
+            f"inherited {', '.join(others[:8])}{' …' if len(others) > 8 else ''}: sockact run passes on sockets "
+            "only; take those fds in a program started directly by systemd, or give --listen for the sockets"
+        )
+    if not listeners:
+        raise UsageError(
+            "nothing to serve: no --listen given and no socket was handed over (LISTEN_FDS unset or not for this "
+            "process); give --listen NAME=ADDR or run under a .socket unit"
+        )
 
 
 def _env_pair(text: str) -> tuple[str, str]:
     key, eq, value = text.partition("=")
     if not eq or not key:
-        raise argparse.ArgumentTypeError(f"--env {text!r}: use KEY=VALUE")
+        raise argparse.ArgumentTypeError(f"{text!r}: use KEY=VALUE")
     return key, value
 
 
@@ -156,8 +264,12 @@ def _units(args: argparse.Namespace) -> int:
         sockact_command=[sys.executable, "-m", "sockact"],
     )
     out = os.path.abspath(args.out)
-    if not os.path.isdir(out):
-        raise SockactError(f"--out {args.out}: no such directory")
+    try:
+        os.makedirs(out, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"--out {args.out}: cannot create directory {out}: {exc.strerror}") from exc
+    if not os.access(out, os.W_OK):
+        raise UsageError(f"--out {args.out}: directory {out} is not writable")
     paths = []
     for filename, text in units.items():
         path = os.path.join(out, filename)
@@ -185,9 +297,30 @@ def _units(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (``sockact run: error: …``), exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _demo(args: argparse.Namespace) -> int:
+    plot = _writable_file("--plot", args.plot) if args.plot else None
+    if plot is not None and importlib.util.find_spec("matplotlib") is None:
+        raise UsageError("--plot needs matplotlib: pip install 'sockact[plot]'")
+    from ._demo import demo as run_demo
+
+    # SIGTERM interrupts the demo as Ctrl-C does (Python's own SIGINT handler), so its servers are stopped
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        return run_demo(args.reloads, args.seconds, args.mode, plot)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``sockact`` console script."""
-    parser = argparse.ArgumentParser(prog="sockact", description="socket activation and zero-downtime restarts")
+    parser = _Parser(prog="sockact", description="socket activation and zero-downtime restarts")
     parser.add_argument("--version", action="version", version=f"sockact {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     inspect = sub.add_parser("inspect", help="show the fds, NOTIFY_SOCKET and watchdog this process inherited")
@@ -214,16 +347,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         default="notify",
         help="when a new child counts as ready: notify (its READY=1), spawn (at once) or SECONDS",
     )
-    run.add_argument("--ready-timeout", type=float, default=60.0, metavar="S")
+    run.add_argument("--ready-timeout", type=_seconds(zero=False), default=60.0, metavar="S")
     run.add_argument(
         "--drain-timeout",
-        type=float,
+        type=_seconds(zero=True),
         default=30.0,
         metavar="S",
-        help="SIGKILL an old child this long after its SIGTERM",
+        help="SIGKILL an old child this long after its SIGTERM (0: at once)",
     )
-    run.add_argument("--reload-signal", type=_signal, default=signal.SIGHUP, metavar="SIG")
+    run.add_argument(
+        "--reload-signal", type=_signal, default=signal.SIGHUP, metavar="SIG", help="default HUP; not TERM or INT"
+    )
     run.add_argument("--pidfile", metavar="PATH", help="write sockact's own pid here")
+    run.add_argument(
+        "--bind-missing",
+        action="store_true",
+        help="under activation, bind a --listen that matches no inherited socket even if some go unclaimed",
+    )
     units = sub.add_parser(
         "units",
         help="write a .socket + .service pair that gets the hand-over right, then verify it",
@@ -240,12 +380,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     units.add_argument("--user", action="store_true", help="a user unit (systemctl --user)")
     units.add_argument("--out", default=".", metavar="DIR")
-    units.add_argument("--drain-timeout", type=float, default=30.0, metavar="S")
+    units.add_argument("--drain-timeout", type=_seconds(zero=False), default=30.0, metavar="S")
     units.add_argument("--env", action="append", type=_env_pair, metavar="KEY=VALUE")
     units.add_argument("--no-verify", action="store_true", help="do not run systemd-analyze verify")
     demo = sub.add_parser("demo", help="reload a server in place under load and show that nothing failed")
-    demo.add_argument("--reloads", type=int, default=5)
-    demo.add_argument("--seconds", type=float, default=5.0, help="roughly how long the load runs")
+    demo.add_argument("--reloads", type=_count, default=5)
+    demo.add_argument("--seconds", type=_seconds(zero=False), default=5.0, help="roughly how long the load runs")
     demo.add_argument("--mode", choices=["inprocess", "supervisor"], default="inprocess")
     demo.add_argument("--plot", metavar="FILE.png", help="write a timeline (needs matplotlib: sockact[plot])")
     words = list(sys.argv[1:] if argv is None else argv)
@@ -260,11 +400,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "units":
             return _units(args)
         if args.command == "demo":
-            if args.reloads < 0 or args.seconds <= 0:
-                raise SockactError("--reloads must be >= 0 and --seconds > 0")
-            from ._demo import demo as run_demo
-
-            return run_demo(args.reloads, args.seconds, args.mode, args.plot)
+            return _demo(args)
     except SockactError as exc:
         print(f"sockact: {exc}", file=sys.stderr)
         return 2

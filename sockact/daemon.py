@@ -101,7 +101,8 @@ def booted() -> bool:
 def notify(status: str, unset_environment: bool = False, pid: int = 0, fds: list[int] | None = None) -> bool:
     """Send ``status`` to $NOTIFY_SOCKET (sd_pid_notify_with_fds(3)); False when it is unset.
 
-    Raises OSError (a sockact NotifyError) when sending fails, as python-systemd does.
+    Raises OSError (a sockact NotifyError) when sending fails: the errno's own subclass
+    (ConnectionRefusedError, FileNotFoundError, …), as python-systemd does.
     """
     sd = _delegate()
     if sd is not None:
@@ -131,7 +132,8 @@ def listen_fds_with_names(unset_environment: bool = True) -> dict[int, str]:
 
 
 def listen_fds(unset_environment: bool = True) -> list[int]:
-    """Return the fds passed by socket activation, from 3 (sd_listen_fds(3))."""
+    """Return the fds passed by socket activation, from 3 (sd_listen_fds(3)); like libsystemd, it
+    never reads LISTEN_FDNAMES (a name count that does not match is no error here)."""
     sd = _delegate()
     if sd is not None:
         try:
@@ -139,7 +141,7 @@ def listen_fds(unset_environment: bool = True) -> list[int]:
         finally:
             if unset_environment:
                 unset_listen_vars(os.environ)
-    return list(read_inherited(unset_environment=unset_environment).fds)
+    return list(read_inherited(unset_environment=unset_environment, names=False).fds)
 
 
 def _fstat_mode(fd: int, path: str | None = None) -> int:

@@ -23,16 +23,23 @@ GET = (
 )
 
 
-def get(spec: object, fds: list[int], names: str | None) -> dict:
+def get(spec: object, fds: list[int], names: str | None, options: str = "") -> dict:
     env = child_env({"LISTEN_PID": "SELF", "LISTEN_FDS": str(len(fds))})
     if names is not None:
         env["LISTEN_FDNAMES"] = names
-    return run_child(GET.replace("SPEC", repr(spec)), fds, env)
+    return run_child(GET.replace("SPEC", repr(spec) + options), fds, env)
 
 
-def test_by_name_then_bind_rest() -> None:
+def test_by_name_then_bind_rest_only_when_asked() -> None:
+    """An entry that matches nothing while an inherited socket goes unclaimed is a unit/app mismatch:
+    an error naming both sides, unless bind_missing=True."""
     a, b = tcp_listener(), tcp_listener()
-    out = get({"web": "127.0.0.1:1", "admin": "127.0.0.1:0"}, [a.fileno(), b.fileno()], "other:web")
+    spec = {"web": "127.0.0.1:1", "admin": "127.0.0.1:0"}
+    refused = get(spec, [a.fileno(), b.fileno()], "other:web")
+    assert refused["error"] == "ActivationError"
+    assert "admin='127.0.0.1:0'" in refused["msg"] and "fd 3 'other'" in refused["msg"], refused
+    assert "bind_missing=True" in refused["msg"] and "FileDescriptorName=" in refused["msg"]
+    out = get(spec, [a.fileno(), b.fileno()], "other:web", ", bind_missing=True")
     assert out["fds"]["web"] == 4 and out["inherited"] == ["web"] and out["bound"] == ["admin"]
     assert out["unclaimed"] == {"3": "other"} and out["env"] == []
     # inherited and bound alike name their protocol (asyncio sets TCP_NODELAY only when proto is TCP)

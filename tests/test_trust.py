@@ -3,14 +3,19 @@ what hooks see, and who may speak for the service."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
+
+import pytest
 
 from sockact import _procenv
 
-from conftest import need_tool
+from conftest import need_module, need_tool
 from helpers import PY, FakeSystemd, child_env, free_port, run_child, tcp_listener
 from reloads import serving_pid
 
@@ -36,7 +41,7 @@ print(json.dumps({"env": env, "listening": listening}))
 APP = r"""
 import json, os, subprocess, sys
 import sockact
-listeners = sockact.get_listeners({"http": sys.argv[1]})
+listeners = sockact.get_listeners({"http": sys.argv[1]}, hide_notify_socket=sys.argv[3] == "hide")
 sent = sockact.ready("probing")
 probe = subprocess.run([sys.executable, "-c", sys.argv[2]], close_fds=False, capture_output=True, text=True)
 conn, _ = listeners["http"].accept()  # the connection that activated us
@@ -47,21 +52,24 @@ print(json.dumps({"ready_sent": sent, "probe": json.loads(probe.stdout), "after"
 """
 
 
-def test_grandchildren_inherit_no_activation_state(tmp_path: object) -> None:
+@pytest.mark.parametrize("hide", [False, True])
+def test_grandchildren_inherit_no_activation_state(hide: bool) -> None:
     """Under systemd-socket-activate: the app gets its socket and speaks to the manager, but a process it
-    starts — even with close_fds=False — sees no LISTEN_*, no NOTIFY_SOCKET and no listening fd."""
+    starts — even with close_fds=False — sees no LISTEN_* and no listening fd; NOTIFY_SOCKET only
+    unless the app asked for it to be hidden (the default keeps it for python-systemd/sdnotify apps)."""
     tool = need_tool("systemd-socket-activate")
     port = free_port()
     with FakeSystemd() as systemd:
         env = child_env({"NOTIFY_SOCKET": systemd.address})
         argv = [tool, "-l", f"127.0.0.1:{port}", "--fdname=http", "-E", "PYTHONPATH", "-E", "NOTIFY_SOCKET"]
-        argv += [PY, "-c", APP, f"127.0.0.1:{port}", PROBE]
+        argv += [PY, "-c", APP, f"127.0.0.1:{port}", PROBE, "hide" if hide else "keep"]
         proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         assert serving_pid(port) == proc.pid  # the first connection starts the app, which answers it
         out, err = proc.communicate(timeout=30)
         assert proc.returncode == 0, err
         report = json.loads(out)
-        assert report["probe"] == {"env": {}, "listening": []}, report
+        expected_env = {} if hide else {"NOTIFY_SOCKET": systemd.address}
+        assert report["probe"] == {"env": expected_env, "listening": []}, report
         assert report["ready_sent"] is True and report["after"] is True  # sockact itself still speaks
         assert systemd.wait_for(lambda m: m.get("STATUS") == "still mine").pid == proc.pid
 
@@ -92,24 +100,83 @@ def test_hooks_and_their_children_see_no_listening_fd() -> None:
     assert probes == [{"env": {}, "listening": []}], probes
 
 
-def test_notify_socket_leaves_the_environment_but_not_sockact(fresh_env: None) -> None:
-    """get_listeners() takes NOTIFY_SOCKET out of os.environ; sockact.notify() still reaches it."""
+@pytest.mark.parametrize("hide", [False, True])
+def test_notify_socket_stays_unless_hidden_and_sockact_always_reaches_it(fresh_env: None, hide: bool) -> None:
+    """get_listeners() leaves NOTIFY_SOCKET in os.environ (children see it); with
+    hide_notify_socket=True it leaves os.environ, and sockact.notify() still reaches it."""
     with FakeSystemd() as systemd:
         os.environ["NOTIFY_SOCKET"] = systemd.address
         try:
             import sockact
 
-            with sockact.get_listeners({"http": "127.0.0.1:0"}):
-                assert "NOTIFY_SOCKET" not in os.environ
+            with sockact.get_listeners({"http": "127.0.0.1:0"}, hide_notify_socket=hide):
+                assert ("NOTIFY_SOCKET" in os.environ) is not hide
                 child = subprocess.run(
                     [sys.executable, "-c", "import os; print(os.environ.get('NOTIFY_SOCKET'))"],
                     capture_output=True,
                     text=True,
                     check=True,
                 )
-                assert child.stdout.strip() == "None"
-                assert sockact.status("hidden but working") is True
-            assert systemd.wait_for(lambda m: m.get("STATUS") == "hidden but working").pid == os.getpid()
+                assert child.stdout.strip() == ("None" if hide else systemd.address)
+                assert sockact.status(f"hidden={hide} and working") is True
+            assert systemd.wait_for(lambda m: m.get("STATUS") == f"hidden={hide} and working").pid == os.getpid()
         finally:
             os.environ.pop("NOTIFY_SOCKET", None)
             _procenv._reset()
+
+
+FOREIGN_NOTIFIERS = r"""
+import os, sys
+import sdnotify
+from systemd import daemon
+import sockact
+
+def both(stage):
+    daemon.notify(f"STATUS=python-systemd {stage} {os.getpid()}")
+    sdnotify.SystemdNotifier().notify(f"STATUS=sdnotify {stage} {os.getpid()}")
+
+listeners = sockact.get_listeners({"http": "127.0.0.1:0"})
+with listeners, sockact.Upgrader(listeners) as upgrader:
+    both("before-ready")
+    sockact.ready()  # in a successor: waits for the hand-over, then NOTIFY_SOCKET names the real manager
+    both("after-ready")
+    upgrader.wait()
+"""
+
+
+def test_python_systemd_and_sdnotify_reach_the_manager_before_and_after_a_hand_over(tmp_path: object) -> None:
+    """An app that also notifies through python-systemd and sdnotify (both read NOTIFY_SOCKET from the
+    C/os environment): its messages reach the manager on a cold start, and from the successor once
+    the hand-over is done — os.environ then names the real manager, not the predecessor."""
+    need_module("systemd.daemon")
+    need_module("sdnotify")
+    script = os.path.join(str(tmp_path), "app.py")
+    with open(script, "w") as f:
+        f.write(FOREIGN_NOTIFIERS)
+    with FakeSystemd() as systemd:
+        proc = subprocess.Popen(
+            [PY, script], env=child_env({"NOTIFY_SOCKET": systemd.address}), stderr=subprocess.PIPE, text=True
+        )
+        new = 0
+        try:
+            for peer in ("python-systemd", "sdnotify"):
+                for stage in ("before-ready", "after-ready"):
+                    status = f"{peer} {stage} {proc.pid}"
+                    assert systemd.wait_for(lambda m, s=status: m.get("STATUS") == s).pid == proc.pid
+            proc.send_signal(signal.SIGHUP)
+            successor = systemd.wait_for(lambda m: m.get("MAINPID") is not None and m.pid == proc.pid)
+            new = int(successor.get("MAINPID"))
+            for peer in ("python-systemd", "sdnotify"):
+                status = f"{peer} after-ready {new}"
+                assert systemd.wait_for(lambda m, s=status: m.get("STATUS") == s).pid == new
+            assert proc.wait(timeout=30) == 0, proc.stderr.read() if proc.stderr else ""
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            if new:  # the successor (started by our child, adopted by init): stop it and see it gone
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(new, signal.SIGTERM)
+                deadline = time.monotonic() + 30
+                while os.path.exists(f"/proc/{new}") and time.monotonic() < deadline:
+                    time.sleep(0.02)

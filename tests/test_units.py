@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pathlib
 import subprocess
 import sys
 
@@ -168,9 +169,16 @@ def test_generator_refuses_a_type_that_cannot_report_a_failed_deploy(tmp_path: o
         (["app", "--listen", "http=8000", "--", "/nonexistent/x"], "command not found"),
         (["app", "--listen", "http=8000"], "no command given"),
         (["app", "--listen", "http=bogus", "--", "/bin/true"], "invalid address"),
-        (["app", "--listen", "http=8000", "--out", "/nonexistent/dir", "--", "/bin/true"], "no such directory"),
+        (["app", "--listen", "http=8000", "--out", "/dev/null/dir", "--", "/bin/true"], "cannot create directory"),
     ],
 )
 def test_generator_errors_are_one_line(args: list[str], match: str) -> None:
     out = units_cli(*args)
     assert out.returncode == 2 and match in out.stderr and "Traceback" not in out.stderr, out.stderr
+
+
+def test_generator_creates_the_out_directory(tmp_path: pathlib.Path) -> None:
+    out_dir = tmp_path / "new" / "units"
+    out = units_cli("app", "--listen", "http=8000", "--out", str(out_dir), "--no-verify", "--", "/bin/true")
+    assert out.returncode == 0, out.stderr
+    assert sorted(p.name for p in out_dir.iterdir()) == ["app.service", "app.socket"]
