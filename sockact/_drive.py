@@ -169,6 +169,7 @@ class Driver:
             message = self.receiver.receive_nowait()
             if message is None:
                 return
+            self._take_signals()  # a signal sent before this message is handled before it
             self._message = message
             try:
                 if message.pid is not None:

@@ -20,9 +20,11 @@ from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 from . import __version__
+from ._control import CONTROL_VAR, request_reload
 from ._env import parse_watchdog_env
 from ._errors import SockactError, UsageError
 from ._fds import describe_fd
+from ._journal import stream_is_journal
 from ._listeners import Listeners, get_listeners, read_inherited
 from ._supervisor import Supervisor, parse_ready
 from ._units import render_units
@@ -217,8 +219,28 @@ def _run(args: argparse.Namespace) -> int:
             drain_timeout=args.drain_timeout,
             reload_signal=args.reload_signal,
             pidfile=pidfile,
+            control=args.control,
         )
         return supervisor.run()
+
+
+def _reload(args: argparse.Namespace) -> int:
+    """``sockact reload``: ask the serving process for an upgrade, exit 0 once the new code serves."""
+    path = args.control or os.environ.get(CONTROL_VAR)
+    if not path:
+        raise UsageError(f"no reload channel: give --control PATH or set {CONTROL_VAR} (sockact units sets both)")
+    ok, text = request_reload(path, args.timeout)
+    if ok:
+        print(f"sockact reload: {text}")
+        return 0
+    journal = stream_is_journal(os.environ.get("JOURNAL_STREAM"), *_stat_ids(sys.stderr.fileno()))
+    print(f"{'<3>' if journal else ''}sockact reload: {text}", file=sys.stderr)  # journalctl -p err shows it
+    return 1
+
+
+def _stat_ids(fd: int) -> tuple[int, int]:
+    st = os.fstat(fd)
+    return st.st_dev, st.st_ino
 
 
 def _check_passable(listeners: Listeners) -> None:
@@ -360,6 +382,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     run.add_argument("--pidfile", metavar="PATH", help="write sockact's own pid here")
     run.add_argument(
+        "--control",
+        metavar="PATH",
+        help=f"serve the reload channel at PATH for `sockact reload` (default ${CONTROL_VAR})",
+    )
+    run.add_argument(
         "--bind-missing",
         action="store_true",
         help="under activation, bind a --listen that matches no inherited socket even if some go unclaimed",
@@ -383,6 +410,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     units.add_argument("--drain-timeout", type=_seconds(zero=False), default=30.0, metavar="S")
     units.add_argument("--env", action="append", type=_env_pair, metavar="KEY=VALUE")
     units.add_argument("--no-verify", action="store_true", help="do not run systemd-analyze verify")
+    reload = sub.add_parser(
+        "reload",
+        help="upgrade the service in place and wait: exit 0 once the new code serves, 1 if the upgrade failed",
+        description="For ExecReload=: asks the sockact process serving the reload channel (--control, "
+        f"${CONTROL_VAR}) to start its successor, and returns once the successor is ready and the old "
+        "process stopped accepting; exits 1 with the reason when the successor failed (the old code keeps "
+        "serving). Names no pid, so it never signals a predecessor that just exited.",
+    )
+    reload.add_argument("--control", metavar="PATH", help=f"the reload channel (default ${CONTROL_VAR})")
+    reload.add_argument(
+        "--timeout", type=_seconds(zero=False), default=120.0, metavar="S", help="give up after S seconds"
+    )
     demo = sub.add_parser("demo", help="reload a server in place under load and show that nothing failed")
     demo.add_argument("--reloads", type=_count, default=5)
     demo.add_argument("--seconds", type=_seconds(zero=False), default=5.0, help="roughly how long the load runs")
@@ -401,6 +440,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _units(args)
         if args.command == "demo":
             return _demo(args)
+        if args.command == "reload":
+            return _reload(args)
     except SockactError as exc:
         print(f"sockact: {exc}", file=sys.stderr)
         return 2
