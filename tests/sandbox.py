@@ -29,11 +29,14 @@ pid namespace with it).
 from __future__ import annotations
 
 import os
+import select
 import shlex
 import shutil
 import subprocess
 import sys
 import tempfile
+import termios
+import threading
 import time
 from collections.abc import Iterable, Mapping
 from types import TracebackType
@@ -113,10 +116,11 @@ def _q(path: str) -> str:
     return shlex.quote(path)
 
 
-def _boot_252(unit_dir: str, keep_paths: list[str]) -> list[str]:
+def _boot_252(unit_dir: str, keep_paths: list[str], console: str) -> list[str]:
     """The host-systemd recipe: mask /run, /tmp, /var/tmp and bind the kept paths back over them."""
     preserved = [p for p in keep_paths if _masked(p)]
-    lines = ["mount -t tmpfs tmpfs /run", f"mkdir -p /run/systemd/system {_UNITS_INSIDE}"]
+    lines = [f"mount --bind {_q(console)} /dev/console"]  # its own console, never the host's
+    lines += ["mount -t tmpfs tmpfs /run", f"mkdir -p /run/systemd/system {_UNITS_INSIDE}"]
     lines.append(f"cp {_q(unit_dir)}/* {_UNITS_INSIDE}/")
     for i, path in enumerate(preserved):
         lines += [f"mkdir -p /run/sockact-keep/{i}", f"mount --bind {_q(path)} /run/sockact-keep/{i}"]
@@ -126,13 +130,13 @@ def _boot_252(unit_dir: str, keep_paths: list[str]) -> list[str]:
             continue  # /run/sockact-keep itself is on the new /run
         lines += [f"mkdir -p {_q(path)}", f"mount --bind /run/sockact-keep/{i} {_q(path)}"]
     lines += [
-        f"export container=sockact-test SYSTEMD_UNIT_PATH={_UNITS_INSIDE}",
+        f"export container=sockact-test SYSTEMD_UNIT_PATH={_UNITS_INSIDE} SYSTEMD_COLORS=0",
         f"exec {SYSTEMD} --system --unit=sockact-test.target --log-target=console",
     ]
     return lines
 
 
-def _boot_257(root: str, unit_dir: str, keep_paths: list[str], writable: str) -> list[str]:
+def _boot_257(root: str, unit_dir: str, keep_paths: list[str], writable: str, console: str) -> list[str]:
     """The trixie recipe: a private root with its own /proc, /sys, cgroup2, /dev, /run, /tmp, /var/tmp."""
     r = _q(root)
     lines = [
@@ -144,6 +148,7 @@ def _boot_257(root: str, unit_dir: str, keep_paths: list[str], writable: str) ->
     ]
     for dev in _DEVICES:
         lines += [f"touch {r}/dev/{dev}", f"mount --bind /dev/{dev} {r}/dev/{dev}"]
+    lines += [f"touch {r}/dev/console", f"mount --bind {_q(console)} {r}/dev/console"]
     lines += [
         f"mkdir {r}/dev/pts {r}/dev/shm",
         f"mount -t devpts -o newinstance,ptmxmode=0666,mode=620 devpts {r}/dev/pts",
@@ -159,6 +164,7 @@ def _boot_257(root: str, unit_dir: str, keep_paths: list[str], writable: str) ->
             lines.append(f"mount -o remount,bind,ro {inside}")
     env = [
         "container=sockact-test",
+        "SYSTEMD_COLORS=0",
         f"SYSTEMD_UNIT_PATH={_UNITS_INSIDE}",
         "SYSTEMD_GENERATOR_PATH=/nonexistent",
         "SYSTEMD_ENVIRONMENT_GENERATOR_PATH=/nonexistent",
@@ -201,6 +207,8 @@ class Sandbox:
             with open(os.path.join(unit_dir, name), "w") as f:
                 f.write(text)
         keep_paths = sorted({os.path.realpath(p) for p in [workdir, *keep]})
+        self.log = os.path.join(workdir, "systemd.log")
+        self._console = _Console(self.log)  # the manager logs to a tty only: a pty bound over /dev/console
         unshare = ["unshare", "--pid", "--fork", "--kill-child", "--mount", "--mount-proc"]
         unshare += ["--propagation", "private"]
         if box == "257":
@@ -211,7 +219,7 @@ class Sandbox:
                     tempfile.mkdtemp(prefix="sockact-trixie-", dir=os.path.dirname(rootfs.tarball()))
                 )
             self.root: str | None = os.path.realpath(root)
-            lines = _boot_257(self.root, unit_dir, keep_paths, os.path.realpath(workdir))
+            lines = _boot_257(self.root, unit_dir, keep_paths, os.path.realpath(workdir), self._console.tty)
             cgroup2 = host_cgroup2()
             assert cgroup2 is not None  # available() checked
             self._cgroup = tempfile.mkdtemp(prefix="sockact-box-", dir=cgroup2)
@@ -220,12 +228,11 @@ class Sandbox:
             argv += [*unshare, "--cgroup", "--uts", "--ipc"]
         else:
             self.root = None
-            lines = _boot_252(unit_dir, keep_paths)
+            lines = _boot_252(unit_dir, keep_paths, self._console.tty)
             argv = unshare
         script = os.path.join(workdir, "boot.sh")
         with open(script, "w") as f:
             f.write("\n".join(["set -e", *lines]) + "\n")
-        self.log = os.path.join(workdir, "systemd.log")
         with open(self.log, "ab") as out:
             self._unshare = subprocess.Popen(
                 [*argv, "/bin/sh", script], stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT
@@ -296,6 +303,8 @@ class Sandbox:
         if self._cgroup is not None:
             _remove_cgroup(self._cgroup)
             self._cgroup = None
+        if hasattr(self, "_console"):
+            self._console.close()
         if self._own_root is not None:  # only once the box's mount namespace is gone
             shutil.rmtree(self._own_root, ignore_errors=True)
             self._own_root = None
@@ -307,6 +316,46 @@ class Sandbox:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+class _Console:
+    """A pty whose slave is the box's /dev/console; a thread appends what the manager writes to ``log``.
+    (systemd logs to the console only if it is a terminal.) ``close()`` is idempotent."""
+
+    def __init__(self, log: str) -> None:
+        self._master, self._slave = os.openpty()  # the slave stays open here: no hang-up between writes
+        os.set_blocking(self._master, False)
+        self.tty = os.ttyname(self._slave)
+        attrs = termios.tcgetattr(self._slave)
+        attrs[1] &= ~termios.OPOST  # no \n → \r\n
+        termios.tcsetattr(self._slave, termios.TCSANOW, attrs)
+        self._log = open(log, "ab")  # noqa: SIM115 (closed by close())
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._copy, daemon=True)
+        self._thread.start()
+
+    def _copy(self) -> None:
+        while True:  # ends with close(): the flag, then one last drain
+            stopping = self._stop.is_set()
+            ready, _, _ = select.select([self._master], [], [], 0.1)
+            while ready:
+                try:
+                    data = os.read(self._master, 65536)
+                except (BlockingIOError, OSError):
+                    break
+                self._log.write(data.replace(b"\r", b""))
+                self._log.flush()
+            if stopping:
+                return
+
+    def close(self) -> None:
+        if self._stop.is_set():
+            return
+        self._stop.set()
+        self._thread.join(5)
+        os.close(self._master)
+        os.close(self._slave)
+        self._log.close()
 
 
 def _remove_cgroup(top: str, timeout: float = 10) -> None:
