@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bench._util import ROOT
+from bench.reload import ReloadFailed, _answering
 from sockact._loadgen import get
 
 MODES = ("inprocess", "supervise")
@@ -72,16 +73,11 @@ def unit_pair(name: str, port: int, python: str, log: str, mode: str = "inproces
 
 
 def _answer(port: int, not_pids: set[int], deadline: float) -> int:
-    """The pid of the first 200 on ``port`` from none of ``not_pids`` (bounded by ``deadline``)."""
-    while time.monotonic() < deadline:
-        try:
-            status, pid = get("127.0.0.1", port, timeout=2)
-            if status == 200 and pid not in not_pids:
-                return pid
-        except OSError:
-            pass
-        time.sleep(0.002)
-    raise TimeoutError(f"no answer on 127.0.0.1:{port} from a pid other than {sorted(not_pids)}")
+    """The pid of the first 200 on ``port`` from none of ``not_pids``; TimeoutError after ``deadline``."""
+    try:
+        return _answering(port, not_pids, deadline, lambda: None)
+    except ReloadFailed as exc:
+        raise TimeoutError(f"on 127.0.0.1:{port}, other than pids {sorted(not_pids)}: {exc}") from exc
 
 
 def _wait_gone(box: Any, pids: set[int], deadline: float) -> None:

@@ -428,4 +428,7 @@ def test_box_never_sees_the_hosts_tmp_or_units(
             assert box.systemctl("show", "-p", "UnitPath", "--value").stdout.split() == ["/run/sockact-units"]
             version = box.systemctl("--version").stdout.split()[:2]
             assert version == ["systemd", box_version], version
+            if box_version == "257":  # its own cgroup2 root, not the host's hybrid tree
+                assert box.run("stat", "-fc", "%T", "/sys/fs/cgroup").stdout.strip() == "cgroup2fs"
+                assert box.run("cat", "/proc/1/cgroup").stdout.strip() == "0::/init.scope"
         assert os.path.exists(marker.name)
