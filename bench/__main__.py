@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bench import faults, handover, keepalive, overhead, reload, soak, spawn, startup, suite
+from bench import boxes, faults, handover, keepalive, overhead, reload, soak, spawn, startup, suite
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -20,6 +20,7 @@ def main(argv: list[str] | None = None) -> int:
     overhead.add_parser(sub)
     handover.add_parser(sub)
     keepalive.add_parser(sub)
+    boxes.add_parser(sub)
     args = parser.parse_args(argv)
     return int(args.run(args))
 

@@ -6,9 +6,14 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from typing import Any
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:
+    from sandbox import Sandbox
 
 REQUIRE_PEERS = os.environ.get("SOCKACT_REQUIRE_PEERS") == "1"
 
@@ -66,3 +71,45 @@ def fresh_env(monkeypatch: pytest.MonkeyPatch) -> None:
         "WATCHDOG_PID",
     ):
         monkeypatch.delenv(var, raising=False)
+
+
+@pytest.fixture(scope="session")
+def trixie_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The trixie tree for systemd 257 boxes, unpacked once per session (built first when missing and
+    this machine can: root, debootstrap, zstd; ~1 min). Removed at the end of the session."""
+    import rootfs
+
+    from sandbox import available
+
+    why = available("257")
+    need_peer(f"a real systemd 257 sandbox ({why})", why is None)
+    try:
+        rootfs.ensure()
+    except rootfs.RootfsError as exc:
+        need_peer(f"a real systemd 257 sandbox ({exc})", False)
+    # Beside the cache, not under pytest's basetemp (which keeps three sessions' worth).
+    root = tempfile.mkdtemp(prefix="sockact-trixie-", dir=os.path.dirname(rootfs.tarball()))
+    try:
+        yield rootfs.unpack(root)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module", params=["252", "257"], ids=["systemd252", "systemd257"])
+def box_version(request: pytest.FixtureRequest) -> str:
+    """Runs the module's tests once per systemd box (tests/sandbox.py): the host's 252, Debian 13's 257."""
+    version: str = request.param
+    return version
+
+
+def boot_box(
+    request: pytest.FixtureRequest, version: str, workdir: str, units: Mapping[str, str], keep: Iterable[str] = ()
+) -> Sandbox:
+    """A booted sandbox of ``version`` with ``units`` (skip, or in CI fail, when it cannot run here).
+    The caller closes it (``with``)."""
+    from sandbox import Sandbox, available, keep_for
+
+    why = available(version)
+    need_peer(f"a real systemd {version} sandbox ({why})", why is None)
+    root = request.getfixturevalue("trixie_root") if version == "257" else None
+    return Sandbox(workdir, units, [*keep_for(version), *keep], box=version, root=root)

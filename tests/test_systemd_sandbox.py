@@ -1,7 +1,10 @@
-"""Under a real systemd booted for the test: activation, `systemctl reload` under load, stop, SIGKILL.
+"""Under a real systemd booted for the test: activation, `systemctl reload` under load, stop, SIGKILL —
+on each box (tests/sandbox.py): the host's systemd 252 and Debian 13's 257.
 
 Pids here are as the sandbox sees them (its own pid namespace): the server reports os.getpid() from
-inside, and systemctl's MainPID is in the same namespace.
+inside, and systemctl's MainPID is in the same namespace. The 257 box runs the services on trixie's
+python3 with only the stdlib and sockact: the shipped units of third-party servers (uvicorn, hypercorn,
+aiohttp, tornado, waitress, gunicorn) run on the 252 box only.
 """
 
 from __future__ import annotations
@@ -9,7 +12,9 @@ from __future__ import annotations
 import os
 import pathlib
 import socket
+import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -18,19 +23,19 @@ import pytest
 from sockact._loadgen import Load, get
 from sockact._units import render_units
 
-from conftest import need_peer
+from conftest import boot_box
 from helpers import ROOT, free_port
 from reloads import sleep_on_owned_connection
-from sandbox import Sandbox, available
-from units import localized, shipped_pairs, supervised
+from sandbox import PYTHON, Sandbox
+from units import STDLIB_ONLY, localized, shipped_pairs, supervised
 
 RELOADS = 10
 # (hand-over, NotifyAccess=): the recommended PID-file units and plain Type=notify units with MAINPID=
 CASES = [("pidfile", "main"), ("pidfile", "all"), ("mainpid", "main"), ("mainpid", "all")]
 
 
-def unit_pair(name: str, port: int, handover: str, notify_access: str, log: str) -> dict[str, str]:
-    server = f"{sys.executable} {ROOT}/examples/http_server.py --listen 127.0.0.1:{port} --drain-timeout 10"
+def unit_pair(name: str, port: int, handover: str, notify_access: str, log: str, python: str) -> dict[str, str]:
+    server = f"{python} {ROOT}/examples/http_server.py --listen 127.0.0.1:{port} --drain-timeout 10"
     service = [
         "[Unit]",
         f"Description=sockact sandbox {name}",
@@ -55,15 +60,16 @@ def unit_pair(name: str, port: int, handover: str, notify_access: str, log: str)
 
 
 @pytest.fixture(scope="module")
-def sandbox(tmp_path_factory: pytest.TempPathFactory) -> tuple[Sandbox, dict[tuple[str, str], tuple[str, int]]]:
-    why = available()
-    need_peer(f"a real systemd sandbox ({why})", why is None)
-    workdir = str(tmp_path_factory.mktemp("systemd"))
+def sandbox(
+    request: pytest.FixtureRequest, box_version: str, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Sandbox, dict[tuple[str, str], tuple[str, int]]]:
+    python = PYTHON[box_version]
+    workdir = str(tmp_path_factory.mktemp(f"systemd{box_version}"))
     units: dict[str, str] = {}
     apps = {}
     for handover, access in CASES:
         name, port = f"app-{handover}-{access}", free_port()
-        units.update(unit_pair(name, port, handover, access, os.path.join(workdir, f"{name}.log")))
+        units.update(unit_pair(name, port, handover, access, os.path.join(workdir, f"{name}.log"), python))
         apps[(handover, access)] = (name, port)
     store_port = free_port()
     units["store.service"] = (
@@ -76,7 +82,7 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> tuple[Sandbox, dict[tup
                 "Restart=on-failure",
                 "RestartSec=100ms",
                 f"Environment=PYTHONPATH={ROOT}",
-                f"ExecStart={sys.executable} {ROOT}/examples/http_server.py --listen 127.0.0.1:{store_port}",
+                f"ExecStart={python} {ROOT}/examples/http_server.py --listen 127.0.0.1:{store_port}",
                 f"StandardOutput=append:{workdir}/store.log",
                 f"StandardError=append:{workdir}/store.log",
             ]
@@ -85,19 +91,14 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> tuple[Sandbox, dict[tup
     )
     apps[("store", "")] = ("store", store_port)
     for shipped in shipped_pairs():
+        if box_version == "257" and shipped not in STDLIB_ONLY:
+            continue  # its server is not installed in the trixie box
         port = free_port()
-        units.update(localized(shipped, port, os.path.join(workdir, f"{shipped}.log")))
+        units.update(localized(shipped, port, os.path.join(workdir, f"{shipped}.log"), python))
         apps[("shipped", shipped)] = (shipped, port)
     for mode in ("inprocess", "supervise"):
         name, port = f"gen-{mode}", free_port()
-        server = [
-            sys.executable,
-            f"{ROOT}/examples/http_server.py",
-            "--listen",
-            f"127.0.0.1:{port}",
-            "--drain-timeout",
-            "10",
-        ]
+        server = [python, f"{ROOT}/examples/http_server.py", "--listen", f"127.0.0.1:{port}", "--drain-timeout", "10"]
         generated = render_units(
             name,
             [("http", f"127.0.0.1:{port}")],
@@ -105,7 +106,7 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> tuple[Sandbox, dict[tup
             mode=mode,
             drain_timeout=10,
             environment={"PYTHONPATH": ROOT},
-            sockact_command=[sys.executable, "-m", "sockact"],
+            sockact_command=[python, "-m", "sockact"],
         )
         log = os.path.join(workdir, f"{name}.log")
         generated[f"{name}.service"] = generated[f"{name}.service"].replace(
@@ -113,10 +114,22 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> tuple[Sandbox, dict[tup
         )
         units.update(generated)
         apps[("generated", mode)] = (name, port)
-    keep = [ROOT, sys.prefix, sys.base_prefix, os.path.dirname(os.path.realpath(sys.executable))]
-    with Sandbox(workdir, units, keep) as box:
+    for probe in ("stamped", "bare"):  # Type=notify-reload probes of systemd itself; 2 s reload timeout
+        argv = f"{python} {ROOT}/tests/notify_reload_probe.py" + (" --bare" if probe == "bare" else "")
+        units[f"nr-{probe}.service"] = f"[Service]\nType=notify-reload\nTimeoutStartSec=2\nExecStart={argv}\n"
+    for handover, access in (("mainpid", "all"), ("pidfile", "main")):  # one hand-over, then stop
+        name, port = f"stop-{handover}", free_port()
+        units.update(unit_pair(name, port, handover, access, os.path.join(workdir, f"{name}.log"), python))
+        apps[("stop", handover)] = (name, port)
+    if ROOT not in sys.path:  # bench/ beside tests/: its unit pair and timer are reused here
+        sys.path.insert(0, ROOT)
+    from bench.boxes import unit_pair as bench_units
+
+    apps[("bench", "")] = ("bench-inprocess", free_port())
+    units.update(bench_units("bench-inprocess", apps[("bench", "")][1], python, os.path.join(workdir, "bench.log")))
+    with boot_box(request, box_version, workdir, units) as box:
         for (kind, _), (name, _) in apps.items():
-            if kind not in ("store", "shipped", "generated"):
+            if kind not in ("store", "shipped", "generated", "bench"):
                 box.systemctl("start", f"{name}.socket")
         yield box, apps
 
@@ -204,8 +217,8 @@ def reload_under_load(box: Sandbox, name: str, port: int, reloads: int, main_pid
     assert len(set(main_pids[-reloads - 1 :])) == reloads + 1  # MainPID changed every time
 
 
-def stop_drains(box: Sandbox, name: str, port: int) -> None:
-    """`systemctl stop` waits for an in-flight /sleep?seconds=2, which gets its 200."""
+def stop_in_flight(box: Sandbox, name: str, port: int) -> tuple[dict[str, object], float]:
+    """`systemctl stop` with a /sleep?seconds=2 in flight: what the request got, and how long stop took."""
     held: dict[str, object] = {}
     sent = threading.Event()
     holder = threading.Thread(target=sleep_on_owned_connection, args=(port, held, sent))
@@ -215,6 +228,12 @@ def stop_drains(box: Sandbox, name: str, port: int) -> None:
     box.systemctl("stop", f"{name}.service")
     stopped_after = time.monotonic() - began
     holder.join(30)
+    return held, stopped_after
+
+
+def stop_drains(box: Sandbox, name: str, port: int) -> None:
+    """`systemctl stop` waits for an in-flight /sleep?seconds=2, which gets its 200."""
+    held, stopped_after = stop_in_flight(box, name, port)
     assert held.get("status") == 200, (held, logs(box, name))
     assert stopped_after > 1.0  # it waited for the drain
     assert box.show(f"{name}.service", "Result") == "success"
@@ -225,6 +244,8 @@ def stop_drains(box: Sandbox, name: str, port: int) -> None:
 def test_shipped_units_boot_reload_and_stop(sandbox: tuple, name: str) -> None:
     """The pairs in units/ (paths and port localized) under the real systemd."""
     box, apps = sandbox
+    if ("shipped", name) not in apps:
+        pytest.skip(f"{name}: its server is not in the systemd {box.box} box (stdlib + sockact only); tested on 252")
     _, port = apps[("shipped", name)]
     box.systemctl("start", f"{name}.socket")
     first = get("127.0.0.1", port)[1]  # activates
@@ -306,3 +327,108 @@ def supervised_reloads(box: Sandbox, name: str, port: int, reloads: int, childre
         result = load.stop()
     assert result.failed == 0, (result.errors, logs(box, name))
     assert len(set(children)) == reloads + 1
+
+
+@pytest.mark.peer
+def test_notify_reload_without_monotonic_usec_stays_reloading(sandbox: tuple) -> None:
+    """Type=notify-reload (253+): RELOADING=1 with MONOTONIC_USEC completes a reload; without it the
+    unit sits in "reloading" until the reload timeout (TimeoutStartSec=2 here). 252 ignores the type."""
+    box, _ = sandbox
+    if box.box == "252":
+        box.systemctl("start", "nr-bare.service")
+        assert box.show("nr-bare.service", "Type") == "simple"  # the line was ignored: a plain service
+        assert "Failed to parse service type, ignoring: notify-reload" in box.output()
+        box.systemctl("stop", "nr-bare.service")
+        return
+    box.systemctl("start", "nr-stamped.service", "nr-bare.service")
+    assert box.show("nr-bare.service", "Type") == "notify-reload"
+    began = time.monotonic()
+    stamped = box.systemctl("reload", "nr-stamped.service", check=False)
+    stamped_took = time.monotonic() - began
+    assert stamped.returncode == 0, stamped.stderr
+    assert box.show("nr-stamped.service", "ActiveState") == "active"
+    reload = subprocess.Popen(
+        box.command("systemctl", "reload", "nr-bare.service"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    began, states = time.monotonic(), []
+    while reload.poll() is None and time.monotonic() - began < 30:  # bounded; polls every ~50 ms
+        states.append(box.show("nr-bare.service", "ActiveState"))
+        time.sleep(0.05)
+    output = reload.communicate(timeout=30)[0]
+    bare_took = time.monotonic() - began
+    after = box.show("nr-bare.service", "ActiveState")
+    print(
+        f"systemd {box.box}: reload with MONOTONIC_USEC {stamped_took * 1000:.0f} ms; without it"
+        f" {bare_took:.2f} s, exit {reload.returncode} ({output.strip()!r}), states {sorted(set(states))}, then {after}"
+    )
+    assert "reloading" in states, (states, output)
+    last = len(states) - states[::-1].index("reloading")
+    assert set(states[states.index("reloading") : last]) == {"reloading"}, (states, output)  # until the timeout
+    assert bare_took >= 1.5 and reload.returncode != 0, (bare_took, reload.returncode, output)
+    box.systemctl("stop", "nr-stamped.service", "nr-bare.service", check=False)
+
+
+@pytest.mark.peer
+@pytest.mark.parametrize("handover", ["mainpid", "pidfile"])
+def test_stop_after_one_handover(sandbox: tuple, handover: str) -> None:
+    """After one MAINPID= hand-over systemd accepts the new main pid but does not supervise it: `systemctl
+    stop` returns at once and the in-flight request is cut. After a PID-file hand-over it waits (200)."""
+    box, apps = sandbox
+    name, port = apps[("stop", handover)]
+    service = f"{name}.service"
+    box.systemctl("start", f"{name}.socket")
+    first = get("127.0.0.1", port)[1]
+    box.systemctl("reload", service)
+    new = settle(box, name, port, {first})
+    deadline = time.monotonic() + 20
+    while box.run("kill", "-0", str(first), check=False).returncode == 0:  # the predecessor is gone
+        assert time.monotonic() < deadline, logs(box, name)
+        time.sleep(0.02)
+    held, stopped_after = stop_in_flight(box, name, port)
+    not_ours = f"Supervising process {new} which is not our child" in box.output()
+    print(f"systemd {box.box} {handover}: stop took {stopped_after * 1000:.0f} ms, request got {held}, {not_ours=}")
+    assert held.get("owner") == new, (held, logs(box, name))
+    if handover == "pidfile":
+        assert held.get("status") == 200 and stopped_after > 1.0, (held, stopped_after, logs(box, name))
+        assert not not_ours
+    else:
+        assert "status" not in held and "error" in held, (held, stopped_after, logs(box, name))
+        assert stopped_after < 1.0 and not_ours, (stopped_after, logs(box, name))
+
+
+@pytest.mark.peer
+def test_box_bench_hook_times_reload_and_start(sandbox: tuple) -> None:
+    """bench/boxes.py's round trip runs in the box (figures printed, never asserted)."""
+    from bench.boxes import table, time_reload_and_start  # importable: the fixture put ROOT on sys.path
+
+    box, apps = sandbox
+    name, port = apps[("bench", "")]
+    run = time_reload_and_start(box, name, port, repeats=2, timeout=10)
+    table([run], 2)
+    assert len(run.start_returned) == len(run.start_serving) == 2
+    assert len(run.reload_returned) == 2 and len(run.reload_serving) == 2 - run.failed == 2 - len(run.errors)
+    assert run.stale <= len(run.reload_serving)
+    box.systemctl("stop", f"{name}.socket", f"{name}.service")
+
+
+@pytest.mark.peer
+def test_box_never_sees_the_hosts_tmp_or_units(
+    request: pytest.FixtureRequest, box_version: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The safety of the recipe: a file in the host's /tmp is invisible inside and still there after the
+    box ran; the manager's unit path is our private copy; systemctl is the box's own client."""
+    with tempfile.NamedTemporaryFile(prefix="sockact-marker-", dir="/tmp") as marker:
+        workdir = str(tmp_path_factory.mktemp(f"marker{box_version}"))
+        with boot_box(request, box_version, workdir, {}) as box:
+            assert box.run("test", "-e", marker.name, check=False).returncode == 1
+            assert os.path.basename(marker.name) not in box.run("ls", "-a", "/tmp").stdout.split()
+            assert box.systemctl("show", "-p", "UnitPath", "--value").stdout.split() == ["/run/sockact-units"]
+            version = box.systemctl("--version").stdout.split()[:2]
+            assert version == ["systemd", box_version], version
+            if box_version == "257":  # its own cgroup2 root, not the host's hybrid tree
+                assert box.run("stat", "-fc", "%T", "/sys/fs/cgroup").stdout.strip() == "cgroup2fs"
+                assert box.run("cat", "/proc/1/cgroup").stdout.strip() == "0::/init.scope"
+        assert os.path.exists(marker.name)

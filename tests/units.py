@@ -10,6 +10,8 @@ from helpers import ROOT
 UNITS_DIR = os.path.join(ROOT, "units")
 PORTS = {"sockact-http": 8000, "sockact-asyncio": 8001, "sockact-uvicorn": 8002, "sockact-hypercorn": 8003}
 PORTS |= {"sockact-aiohttp": 8004, "sockact-tornado": 8005, "sockact-waitress": 8006, "sockact-gunicorn": 8007}
+#: The pairs whose server needs only the stdlib and sockact (the others run on the 252 box only).
+STDLIB_ONLY = ("sockact-http", "sockact-asyncio")
 
 
 def shipped_pairs() -> list[str]:
@@ -19,13 +21,15 @@ def shipped_pairs() -> list[str]:
     return names
 
 
-def localized(name: str, port: int | None = None, log: str | None = None) -> dict[str, str]:
-    """{filename: text} for one pair, pointing at this checkout, this Python, and ``port``."""
+def localized(
+    name: str, port: int | None = None, log: str | None = None, python: str = sys.executable
+) -> dict[str, str]:
+    """{filename: text} for one pair, pointing at this checkout, ``python`` (this one), and ``port``."""
     out = {}
     for suffix in (".socket", ".service"):
         with open(os.path.join(UNITS_DIR, name + suffix)) as f:
             text = f.read()
-        text = text.replace("/opt/sockact", ROOT).replace("/usr/bin/python3", sys.executable)
+        text = text.replace("/opt/sockact", ROOT).replace("/usr/bin/python3", python)
         if port is not None:
             text = text.replace(f"127.0.0.1:{PORTS[name]}", f"127.0.0.1:{port}")
         if log is not None and suffix == ".service":
