@@ -135,20 +135,13 @@ def render_units(
             f"ExecStart={_quote(command)}",
         ]
     else:
-        run = [
-            *sockact_command,
-            "run",
-            *(f"--listen={n}={a}" for n, a in listens),
-            f"--control={control}",
-            f"--drain-timeout={drain_timeout:g}",
-            "--",
-            *command,
-        ]
+        run = [*sockact_command, "run", *(f"--listen={n}={a}" for n, a in listens)]
+        rest = [f"--drain-timeout={drain_timeout:g}", "--", *command]
         service += [
             f"Type={service_type}",
             "# sockact run stays the main process and the only one talking to systemd.",
             "NotifyAccess=main",
-            f"ExecStart={_quote(run)}",
+            f"ExecStart={_quote(run)} --control={control} {_quote(rest)}",  # %t: the one specifier meant
         ]
     service += [
         "# Returns once the new code serves (the old one stopped accepting); fails if the upgrade failed.",
