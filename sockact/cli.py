@@ -220,6 +220,7 @@ def _run(args: argparse.Namespace) -> int:
             reload_signal=args.reload_signal,
             pidfile=pidfile,
             control=args.control,
+            give_up_after=args.give_up_after,
         )
         return supervisor.run()
 
@@ -381,6 +382,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--reload-signal", type=_signal, default=signal.SIGHUP, metavar="SIG", help="default HUP; not TERM or INT"
     )
     run.add_argument("--pidfile", metavar="PATH", help="write sockact's own pid here")
+    run.add_argument(
+        "--give-up-after",
+        type=_count,
+        default=5,
+        metavar="N",
+        help="exit 1 after N children in a row died within 10 s of their start (0: never); default 5",
+    )
     run.add_argument(
         "--control",
         metavar="PATH",
