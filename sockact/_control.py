@@ -27,7 +27,7 @@ from collections.abc import Callable
 from ._errors import SockactError
 from ._poll import readable
 
-__all__ = ["CONTROL_VAR", "ControlServer", "Request", "parse_reply", "request_reload"]
+__all__ = ["CONTROL_VAR", "Askers", "ControlServer", "Request", "holds_sockets", "parse_reply", "request_reload"]
 
 #: Where a sockact process finds its reload channel (``sockact units`` sets it next to ExecReload=).
 CONTROL_VAR = "SOCKACT_CONTROL"
@@ -146,6 +146,63 @@ class ControlServer:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class Askers:
+    """The requests a driver owes an answer: ``waiting`` for the upgrade under way, then
+    ``confirming`` until the old generation (a pid; None: this process) lets go of the sockets."""
+
+    def __init__(self) -> None:
+        self.waiting: list[Request] = []
+        self.confirming: list[tuple[Request, int | None, int]] = []
+
+    def outcome(self, outcome: object) -> None:
+        """The upgrade's outcome (``sockact._handoff`` types): failures are answered now."""
+        from ._handoff import Failed, Upgraded
+
+        waiting, self.waiting = self.waiting, []
+        for request in waiting:
+            if isinstance(outcome, Upgraded):
+                self.confirming.append((request, outcome.replaced, outcome.pid))
+            elif isinstance(outcome, Failed):
+                request.reply("failed", f"upgrade failed, the old code keeps serving: {outcome.reason}")
+            else:
+                request.reply("failed", "the service is stopping")
+
+    def confirm(self, holds: Callable[[int | None], bool], force: bool = False) -> None:
+        """Answer ``ok`` to each asker whose old generation no longer ``holds`` a listening socket:
+        every connection made after `systemctl reload` returns reaches the new code."""
+        still = []
+        for request, old, new in self.confirming:
+            if force or not holds(old):
+                request.reply("ok", str(new))
+            else:
+                still.append((request, old, new))
+        self.confirming = still
+
+    def close(self) -> None:
+        """This generation is done: ok to those past the hand-over, failed to those before it."""
+        self.confirm(lambda pid: False, force=True)
+        for request in self.waiting:
+            request.reply("failed", "the service stopped before the upgrade finished")
+        self.waiting = []
+
+
+def holds_sockets(pid: int | None, inodes: set[int]) -> bool:
+    """Whether ``pid`` (None: this process) has an fd on a socket with one of ``inodes`` (/proc)."""
+    directory = f"/proc/{'self' if pid is None else pid}/fd"
+    try:
+        entries = os.listdir(directory)
+    except OSError:
+        return False  # gone
+    for entry in entries:
+        try:
+            link = os.readlink(f"{directory}/{entry}")
+        except OSError:
+            continue
+        if link.startswith("socket:[") and int(link[8:-1]) in inodes:
+            return True
+    return False
 
 
 def request_reload(

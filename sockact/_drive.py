@@ -10,12 +10,11 @@ launcher are subclasses that differ only in how they spawn and how they tell the
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Callable
 
 from . import _handoff as h
-from ._control import ControlServer, Request
+from ._control import Askers, ControlServer, holds_sockets
 from ._errors import SockactError, SpawnError
 from ._poll import readable
 from ._receiver import Message, NotifyReceiver
@@ -58,8 +57,7 @@ class Driver:
         #: The reload channel (``sockact reload``), its askers waiting for the upgrade under way, and
         #: those waiting for the old generation to let go of the listening sockets (pid None: us).
         self.control: ControlServer | None = None
-        self._waiting: list[Request] = []
-        self._confirming: list[tuple[Request, int | None, int]] = []
+        self.askers = Askers()
         self.listener_inodes: set[int] = set()
 
     # -- what subclasses provide ----------------------------------------------------------------------
@@ -124,7 +122,8 @@ class Driver:
                 log.log(level, "%s", text)
             case h.Report(outcome):
                 self.outcomes.append(outcome)
-                self._answer(outcome)
+                self.askers.outcome(outcome)
+                self._confirm()
 
     # -- the loop -------------------------------------------------------------------------------------
 
@@ -141,7 +140,7 @@ class Driver:
         for owner in (self.signals, self.receiver, self.control):
             if owner is not None:
                 watched.append(owner.fileno())
-        if self._confirming:
+        if self.askers.confirming:
             timeout = 0.01 if timeout is None else min(timeout, 0.01)  # poll /proc for the listeners
         if timeout != 0:
             readable(watched, timeout)
@@ -194,60 +193,22 @@ class Driver:
         while self.control is not None and (request := self.control.accept()) is not None:
             state = self.machine.state
             if state in (h.State.SERVING, h.State.RESTARTING):
-                self._waiting.append(request)  # before feeding: the outcome may come at once
+                self.askers.waiting.append(request)  # before feeding: the outcome may come at once
                 self.feed(h.Reload())
             elif self.machine.busy:
-                self._waiting.append(request)  # joins the upgrade under way and gets its outcome
+                self.askers.waiting.append(request)  # joins the upgrade under way and gets its outcome
             elif state is h.State.DRAINING:
                 request.reply("retry")  # the successor serves (and owns the channel's path) now
             else:
                 request.reply("failed", "the service is stopping")
 
-    def _answer(self, outcome: h.Outcome) -> None:
-        waiting, self._waiting = self._waiting, []
-        for request in waiting:
-            if isinstance(outcome, h.Upgraded):
-                self._confirming.append((request, outcome.replaced, outcome.pid))
-            elif isinstance(outcome, h.Failed):
-                request.reply("failed", f"upgrade failed, the old code keeps serving: {outcome.reason}")
-            else:
-                request.reply("failed", "the service is stopping")
-        self._confirm()
-
-    def _confirm(self, force: bool = False) -> None:
-        """Answer ``ok`` once the old generation no longer holds a listening socket: every connection
-        made after ``systemctl reload`` returns reaches the new code."""
-        still = []
-        for request, old, new in self._confirming:
-            if force or not self._holds_listeners(old):
-                request.reply("ok", str(new))
-            else:
-                still.append((request, old, new))
-        self._confirming = still
-
-    def _holds_listeners(self, pid: int | None) -> bool:
-        """Whether ``pid`` (None: this process) has an fd on one of the listening sockets (/proc)."""
-        directory = f"/proc/{'self' if pid is None else pid}/fd"
-        try:
-            entries = os.listdir(directory)
-        except OSError:
-            return False  # gone
-        for entry in entries:
-            try:
-                link = os.readlink(f"{directory}/{entry}")
-            except OSError:
-                continue
-            if link.startswith("socket:[") and int(link[8:-1]) in self.listener_inodes:
-                return True
-        return False
+    def _confirm(self) -> None:
+        self.askers.confirm(lambda pid: holds_sockets(pid, self.listener_inodes))
 
     def close_control(self) -> None:
         """Answer every asker (ok if the hand-over happened: this generation is done serving) and
         close the channel. Idempotent."""
-        self._confirm(force=True)
-        for request in self._waiting:
-            request.reply("failed", "the service stopped before the upgrade finished")
-        self._waiting = []
+        self.askers.close()
         if self.control is not None:
             self.control.close()
             self.control = None
