@@ -74,8 +74,8 @@ class _Launcher(Driver):
     starts its first child) and waits for its READY=1, its death or the deadline."""
 
     def __init__(self, command: list[str], listener: socket.socket, receiver: NotifyReceiver) -> None:
-        policy = h.Policy(in_process=False, ready_timeout=30.0, give_up_after=1)
-        super().__init__(h.Handoff(policy), Upstream({}), stop_signals=())
+        policy = h.Policy(ready_timeout=30.0, give_up_after=1)
+        super().__init__(h.SupervisorHandoff(policy), Upstream({}), stop_signals=())
         self.command, self.listener, self.receiver = command, listener, receiver
 
     def start(self, timeout: float) -> Child | None:

@@ -31,6 +31,7 @@ __all__ = [
     "Cause",
     "Policy",
     "Handoff",
+    "SupervisorHandoff",
     "Upgraded",
     "Failed",
     "Stopped",
@@ -231,7 +232,6 @@ Effect = Spawn | Allow | Tell | HandOver | Hold | Release | SendSignal | Termina
 class Policy:
     """How a driver wants its successors handled. Times are seconds."""
 
-    in_process: bool  #: True: this process serves and exits after a hand-over (Upgrader)
     ready_timeout: float = 60.0
     #: After READY=1, how long to wait for the BARRIER=1 that sockact.ready() sends next (0: don't).
     confirm: float = 0.0
@@ -295,23 +295,19 @@ class _Pending:
 
 @dataclass
 class Handoff:
-    """The machine. ``state`` and the pids are read-only for drivers; change them through :meth:`handle`."""
+    """The machine, as the in-process upgrader runs it: this process serves; after a hand-over it
+    drains and exits. :class:`SupervisorHandoff` is the same machine where children serve.
+
+    ``state`` and the pids are read-only for drivers; change them through :meth:`handle`.
+    """
 
     policy: Policy
     state: State = State.SERVING
-    current: int | None = None  #: supervisor: the child that serves; in-process: the successor after a hand-over
+    current: int | None = None  #: who serves besides us: the successor after a hand-over (supervisor: the child)
     pending: _Pending | None = None
-    draining: dict[int, float] = field(default_factory=dict)  #: supervisor: old child → SIGKILL deadline
     reload_again: bool = False
     successor_stopping: bool = False  #: in-process: a stop was forwarded to the successor
-    restart_at: float | None = None
-    exit_code: int = 0
-    gave_up: bool = False
-    restarts: Restarts = field(init=False)
     _started: dict[int, float] = field(default_factory=dict)  #: pid → when it was spawned
-
-    def __post_init__(self) -> None:
-        self.restarts = Restarts(self.policy)
 
     # -- queries --------------------------------------------------------------------------------------
 
@@ -326,24 +322,16 @@ class Handoff:
 
     def children(self) -> list[int]:
         """Every pid the driver must watch for exit."""
-        pids = list(self.draining)
-        if self.current is not None and not self.policy.in_process:
-            pids.append(self.current)
-        if self.pending_pid is not None:
-            pids.append(self.pending_pid)
-        return pids
+        return [self.pending_pid] if self.pending_pid is not None else []
 
     def next_deadline(self) -> float | None:
         """When the driver must feed :class:`Tick` at the latest (None: no deadline)."""
-        times = [t for t in self.draining.values() if t != float("inf")]
-        if self.restart_at is not None:
-            times.append(self.restart_at)
-        if self.pending is not None and self.busy:
-            p = self.pending
-            times += [t for t in (p.deadline, p.ready_at, p.warn_at, p.confirm_until) if t is not None]
-        return min(times, default=None)
+        p = self.pending
+        if p is None or not self.busy:
+            return None
+        return min((t for t in (p.deadline, p.ready_at, p.warn_at, p.confirm_until) if t is not None), default=None)
 
-    # -- the transitions ------------------------------------------------------------------------------
+    # -- the transitions: one dispatch, one method per event ------------------------------------------
 
     def handle(self, event: Event, now: float) -> list[Effect]:
         """Apply ``event`` at time ``now``; return what the driver must do, in order."""
@@ -382,43 +370,30 @@ class Handoff:
 
     def _on_reload(self, out: list[Effect], now: float) -> None:
         if self.state is State.SERVING:
-            if self.current is None and not self.policy.in_process:
-                self._start(out, now)  # nothing serves yet: a start, not a reload
-                return
-            out.append(
-                Tell(
-                    {"RELOADING": 1, "MONOTONIC_USEC": int(now * 1_000_000), "STATUS": "reloading: starting successor"}
-                )
-            )
+            status = "reloading: starting successor"
+            out.append(Tell({"RELOADING": 1, "MONOTONIC_USEC": int(now * 1_000_000), "STATUS": status}))
             self._start(out, now)
         elif self.busy:
             self.reload_again = True
             out.append(Log(logging.INFO, "reload asked for while a successor is starting: one more follows it"))
-        elif self.state is State.RESTARTING:
-            self.restart_at = None
-            self._start(out, now)
         elif self.state is State.DRAINING and self.current is not None:
             out.append(SendSignal(self.current, self.policy.reload_signal))
             out.append(Log(logging.INFO, f"reload forwarded to successor pid {self.current}"))
 
     def _on_stop(self, out: list[Effect], now: float, sig: int) -> None:
         if self.state is State.STOPPING:
-            if self.policy.in_process:
-                out.append(Hammer())
-            else:
-                out.append(Log(logging.WARNING, "second stop signal: killing every child now"))
-                out += [SendSignal(pid, signal.SIGKILL) for pid in self.children()]
-            return
-        if self.state is State.DONE:
-            return
-        if self.state is State.DRAINING:
+            out.append(Hammer())
+        elif self.state is State.DRAINING:
             if self.policy.forward_stop and self.current is not None:
                 self.successor_stopping = True
                 out.append(SendSignal(self.current, sig))  # the manager still thinks we are main (PID file)
                 out.append(Log(logging.INFO, f"stop forwarded to successor pid {self.current}"))
             else:
                 out.append(Log(logging.INFO, "stop signal after hand-over: the manager signals the successor itself"))
-            return
+        elif self.state is not State.DONE:
+            self._stopping(out, now, sig)
+
+    def _stopping(self, out: list[Effect], now: float, sig: int) -> None:
         if self.busy and self.pending is not None:
             pid = self.pending.pid
             if pid is not None:
@@ -427,16 +402,8 @@ class Handoff:
             what = f"successor pid {pid}" if pid is not None else "a successor"
             self._fail(out, now, Cause.STOP, f"stop requested while {what} was starting", retry=False)
         self.state = State.STOPPING
-        self.restart_at = None
         out.append(Tell({"STOPPING": 1, "STATUS": "stopping: draining"}))
         out.append(Report(Stopped()))
-        if not self.policy.in_process:
-            deadline = now + self.policy.drain_timeout
-            if self.current is not None:
-                out.append(SendSignal(self.current, signal.SIGTERM))
-                self.draining[self.current] = deadline
-                self.current = None
-            self._maybe_done()
 
     def _on_spawned(self, out: list[Effect], now: float, pid: int) -> None:
         if self.state is not State.STARTING or self.pending is None or self.pending.pid is not None:
@@ -462,107 +429,180 @@ class Handoff:
                     self._hand_over(out)
             elif "STATUS" in fields:
                 out.append(Log(logging.INFO, f"successor pid {pid}: {fields['STATUS']}"))
-        elif p is not None and pid == p.pid and self.state is State.CONFIRMING:
-            if fields.get("BARRIER") == "1":
-                out.append(Hold(pid))
-                self._hand_over(out)
-        elif pid == self.current and not self.policy.in_process and self.state is not State.STOPPING:
-            forwarded = {k: v for k, v in fields.items() if k in ("STATUS", "ERRNO") or (k, v) == ("WATCHDOG", "1")}
-            if forwarded:
-                out.append(Tell(forwarded))  # WATCHDOG=trigger from a child is its own business
+        elif p is not None and pid == p.pid and self.state is State.CONFIRMING and fields.get("BARRIER") == "1":
+            out.append(Hold(pid))
+            self._hand_over(out)
 
     def _on_exit(self, out: list[Effect], now: float, pid: int, code: int) -> None:
         lived = now - self._started.pop(pid, now)
         if pid == self.pending_pid and self.busy:
             when = "right after READY=1" if self.state is State.CONFIRMING else "before READY=1"
             self._fail(out, now, Cause.EXITED, f"successor pid {pid} exited with {describe_exit(code)} {when}", lived)
-        elif pid in self.draining:
-            del self.draining[pid]
-            out.append(Log(logging.INFO, f"child pid {pid} exited with {describe_exit(code)}"))
-            if self.state is State.STOPPING and not self.gave_up:
-                self.exit_code = 0 if code in (0, -signal.SIGTERM) else (128 - code if code < 0 else code)
-                self._maybe_done()
-        elif pid == self.current and not self.policy.in_process:
-            self.current = None
-            if self.state is State.SERVING:
-                self._no_child(out, now, f"child pid {pid} exited unexpectedly with {describe_exit(code)}", lived)
 
     def _on_tick(self, out: list[Effect], now: float) -> None:
-        for pid, deadline in self.draining.items():
-            if now >= deadline:
-                out.append(SendSignal(pid, signal.SIGKILL))
-                self.draining[pid] = float("inf")  # once
         p = self.pending
-        if p is not None and self.busy and p.pid is not None:
-            if self.state is State.CONFIRMING and p.confirm_until is not None and now >= p.confirm_until:
-                self._hand_over(out)  # READY=1 without a barrier: not sockact, trust READY=1
-            elif self.state is State.STARTING and p.ready_at is not None and now >= p.ready_at:
-                self._hand_over(out)
-            elif self.state is State.STARTING and now >= p.deadline:
-                out.append(Terminate(p.pid))
-                self._started.pop(p.pid, None)
-                limit = self.policy.ready_timeout
-                reason = f"successor pid {p.pid} was not ready within {limit} s (no READY=1) and was stopped"
-                self._fail(out, now, Cause.NOT_READY, f"{reason}; {self.policy.not_ready_hint}")
-            elif self.state is State.STARTING and p.warn_at is not None and now >= p.warn_at:
-                p.warn_at = None
-                out.append(
-                    Log(logging.WARNING, f"successor pid {p.pid} has sent no READY=1 yet; {self.policy.not_ready_hint}")
-                )
-        if self.state is State.RESTARTING and self.restart_at is not None and now >= self.restart_at:
-            self.restart_at = None
-            self._start(out, now)
+        if p is None or not self.busy or p.pid is None:
+            return
+        if self.state is State.CONFIRMING and p.confirm_until is not None and now >= p.confirm_until:
+            self._hand_over(out)  # READY=1 without a barrier: not sockact, trust READY=1
+        elif self.state is State.STARTING and p.ready_at is not None and now >= p.ready_at:
+            self._hand_over(out)
+        elif self.state is State.STARTING and now >= p.deadline:
+            out.append(Terminate(p.pid))
+            self._started.pop(p.pid, None)
+            limit = self.policy.ready_timeout
+            reason = f"successor pid {p.pid} was not ready within {limit} s (no READY=1) and was stopped"
+            self._fail(out, now, Cause.NOT_READY, f"{reason}; {self.policy.not_ready_hint}")
+        elif self.state is State.STARTING and p.warn_at is not None and now >= p.warn_at:
+            p.warn_at = None
+            out.append(
+                Log(logging.WARNING, f"successor pid {p.pid} has sent no READY=1 yet; {self.policy.not_ready_hint}")
+            )
 
     # -- shared steps ---------------------------------------------------------------------------------
 
     def _hand_over(self, out: list[Effect]) -> None:
         assert self.pending is not None and self.pending.pid is not None
         self.state = State.HANDING_OVER
-        pid = self.pending.pid
-        if self.policy.in_process:
-            status = f"serving: pid {pid} took over"
+        out.append(HandOver(self.pending.pid, self._serving_status(self.pending.pid)))
+
+    def _serving_status(self, pid: int) -> str:
+        return f"serving: pid {pid} took over"
+
+    def _handed_over(self, out: list[Effect], now: float) -> None:
+        assert self.pending is not None and self.pending.pid is not None
+        new = self.pending.pid
+        self.pending = None
+        self.current = new
+        self.state = State.DRAINING
+        out += [Release(), Report(Upgraded(new)), Log(logging.INFO, f"handed over to pid {new}")]
+        if self.reload_again:
+            self.reload_again = False
+            out.append(SendSignal(new, self.policy.reload_signal))  # coalesced during the upgrade
+
+    def _still_serving(self) -> str | None:
+        """Who keeps serving when an upgrade fails (None: nobody)."""
+        return "still serving"
+
+    def _fail(
+        self, out: list[Effect], now: float, cause: Cause, reason: str, lived: float = 0.0, retry: bool = True
+    ) -> None:
+        self.pending = None
+        out.append(Report(Failed(cause, reason)))
+        still = self._still_serving()
+        if still is not None:
+            self.state = State.SERVING
+            out.append(Log(logging.ERROR, f"upgrade failed, {still}: {reason}"))
+            # READY=1 is owed after RELOADING=1, else the unit stays "reloading".
+            out.append(Tell({"READY": 1, "STATUS": f"upgrade failed, {still}: {reason}"[:400]}))
+            if retry and self.reload_again:
+                self.reload_again = False
+                self._on_reload(out, now)
+        elif retry:
+            self._no_child(out, now, reason, lived)
+
+    def _no_child(self, out: list[Effect], now: float, reason: str, lived: float) -> None:
+        """A failure while nothing serves (only a supervisor gets here)."""
+
+
+@dataclass
+class SupervisorHandoff(Handoff):
+    """The same machine where children serve (``sockact run``, the demo's launcher): the new child
+    becomes current and the old one is retired (SIGTERM, SIGKILL after the drain timeout); a failure
+    with no child serving restarts after a back-off (:class:`Restarts`), or gives up."""
+
+    draining: dict[int, float] = field(default_factory=dict)  #: old child → SIGKILL deadline
+    restart_at: float | None = None
+    exit_code: int = 0
+    gave_up: bool = False
+    restarts: Restarts = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.restarts = Restarts(self.policy)
+
+    def children(self) -> list[int]:
+        return [*self.draining, *([self.current] if self.current is not None else []), *super().children()]
+
+    def next_deadline(self) -> float | None:
+        times = [t for t in self.draining.values() if t != float("inf")]
+        times += [t for t in (self.restart_at, super().next_deadline()) if t is not None]
+        return min(times, default=None)
+
+    def _on_reload(self, out: list[Effect], now: float) -> None:
+        if (self.state is State.SERVING and self.current is None) or self.state is State.RESTARTING:
+            self.restart_at = None
+            self._start(out, now)  # nothing serves: a start, not a reload
         else:
-            status = f"serving: child pid {pid}" + (f" replaced pid {self.current}" if self.current is not None else "")
-        out.append(HandOver(pid, status))
+            super()._on_reload(out, now)
+
+    def _on_stop(self, out: list[Effect], now: float, sig: int) -> None:
+        if self.state is State.STOPPING:
+            out.append(Log(logging.WARNING, "second stop signal: killing every child now"))
+            out += [SendSignal(pid, signal.SIGKILL) for pid in self.children()]
+        elif self.state is not State.DONE:
+            self._stopping(out, now, sig)
+            self.restart_at = None
+            if self.current is not None:
+                out.append(SendSignal(self.current, signal.SIGTERM))
+                self.draining[self.current] = now + self.policy.drain_timeout
+                self.current = None
+            self._maybe_done()
+
+    def _on_message(self, out: list[Effect], now: float, pid: int, fields: Mapping[str, str]) -> None:
+        if pid == self.current and self.state is not State.STOPPING:
+            forwarded = {k: v for k, v in fields.items() if k in ("STATUS", "ERRNO") or (k, v) == ("WATCHDOG", "1")}
+            if forwarded:
+                out.append(Tell(forwarded))  # WATCHDOG=trigger from a child is its own business
+        else:
+            super()._on_message(out, now, pid, fields)
+
+    def _on_exit(self, out: list[Effect], now: float, pid: int, code: int) -> None:
+        if pid in self.draining:
+            del self.draining[pid]
+            out.append(Log(logging.INFO, f"child pid {pid} exited with {describe_exit(code)}"))
+            if self.state is State.STOPPING and not self.gave_up:
+                self.exit_code = 0 if code in (0, -signal.SIGTERM) else (128 - code if code < 0 else code)
+            self._maybe_done()
+        elif pid == self.current:
+            lived = now - self._started.pop(pid, now)
+            self.current = None
+            if self.state is State.SERVING:
+                self._no_child(out, now, f"child pid {pid} exited unexpectedly with {describe_exit(code)}", lived)
+        else:
+            super()._on_exit(out, now, pid, code)
+
+    def _on_tick(self, out: list[Effect], now: float) -> None:
+        for pid, deadline in self.draining.items():
+            if now >= deadline:
+                out.append(SendSignal(pid, signal.SIGKILL))
+                self.draining[pid] = float("inf")  # once
+        super()._on_tick(out, now)
+        if self.state is State.RESTARTING and self.restart_at is not None and now >= self.restart_at:
+            self.restart_at = None
+            self._start(out, now)
+
+    def _serving_status(self, pid: int) -> str:
+        return f"serving: child pid {pid}" + (f" replaced pid {self.current}" if self.current is not None else "")
 
     def _handed_over(self, out: list[Effect], now: float) -> None:
         assert self.pending is not None and self.pending.pid is not None
         new, old = self.pending.pid, self.current
         self.pending = None
         self.current = new
-        replaced = None if self.policy.in_process else old
-        out += [Release(), Report(Upgraded(new, replaced)), Log(logging.INFO, f"handed over to pid {new}")]
-        if self.policy.in_process:
-            self.state = State.DRAINING
-            if self.reload_again:
-                self.reload_again = False
-                out.append(SendSignal(new, self.policy.reload_signal))  # coalesced during the upgrade
-            return
         self.state = State.SERVING
+        out += [Release(), Report(Upgraded(new, old)), Log(logging.INFO, f"handed over to pid {new}")]
         if old is not None:
             out.append(SendSignal(old, signal.SIGTERM))
             self.draining[old] = now + self.policy.drain_timeout
-        self._again(out, now)
+        if self.reload_again:
+            self.reload_again = False
+            self._on_reload(out, now)
 
-    def _fail(
-        self, out: list[Effect], now: float, cause: Cause, reason: str, lived: float = 0.0, retry: bool = True
-    ) -> None:
-        self.pending = None
-        serving = self.policy.in_process or self.current is not None
-        out.append(Report(Failed(cause, reason)))
-        if serving:
-            self.state = State.SERVING
-            still = "still serving" if self.policy.in_process else f"pid {self.current} still serving"
-            out.append(Log(logging.ERROR, f"upgrade failed, {still}: {reason}"))
-            # READY=1 is owed after RELOADING=1, else the unit stays "reloading".
-            out.append(Tell({"READY": 1, "STATUS": f"upgrade failed, {still}: {reason}"[:400]}))
-            if retry:
-                self._again(out, now)
-        elif retry:
-            self._no_child(out, now, reason, lived)
+    def _still_serving(self) -> str | None:
+        return f"pid {self.current} still serving" if self.current is not None else None
 
     def _no_child(self, out: list[Effect], now: float, reason: str, lived: float) -> None:
-        """Supervisor with nothing serving: restart after a back-off, or give up."""
+        """Nothing serves: restart after a back-off, or give up."""
         self.reload_again = False
         delay = self.restarts.failed(lived)
         if delay is None:
@@ -576,11 +616,6 @@ class Handoff:
         self.restart_at = now + delay
         text = f"{reason}; restarting in {delay:.1f} s"
         out += [Log(logging.ERROR, text), Tell({"STATUS": text[:400]})]
-
-    def _again(self, out: list[Effect], now: float) -> None:
-        if self.reload_again and self.state is State.SERVING:
-            self.reload_again = False
-            self._on_reload(out, now)
 
     def _maybe_done(self) -> None:
         if self.state is State.STOPPING and self.current is None and self.pending is None and not self.draining:

@@ -82,7 +82,6 @@ class Supervisor(Driver):
         self.control_path = control if control is not None else (self.environ.get(CONTROL_VAR) or None)
         hint = "if it does not send sd_notify READY=1, use --ready spawn or --ready SECONDS"
         policy = h.Policy(
-            in_process=False,
             ready_timeout=ready_timeout,
             ready=ready,
             drain_timeout=drain_timeout,
@@ -92,7 +91,8 @@ class Supervisor(Driver):
             give_up_after=give_up_after,
             quick=quick,
         )
-        super().__init__(h.Handoff(policy), Upstream(self.environ), stop_signals=tuple(stop_signals))
+        self.handoff = h.SupervisorHandoff(policy)
+        super().__init__(self.handoff, Upstream(self.environ), stop_signals=tuple(stop_signals))
         self.listener_inodes = {os.fstat(sock.fileno()).st_ino for sock in listeners.values()}
 
     @property
@@ -114,7 +114,7 @@ class Supervisor(Driver):
             finally:
                 self.close_control()
                 self.close_children()
-        return self.machine.exit_code
+        return self.handoff.exit_code
 
     def _spawn(self) -> Child:
         assert self.receiver is not None

@@ -1,8 +1,7 @@
 """The in-process upgrader: start a successor exactly as systemd would, wait for its READY=1, hand over.
 
-A thin driver of the one hand-over machine (``sockact._handoff``, drawn in docs/PROTOCOL.md) in
-``in_process`` mode. As a context manager it also owns the signals: handlers only record
-(``SignalPipe``) and :meth:`Upgrader.wait` acts — the reload signal starts an upgrade, a stop signal
+A thin driver of the one hand-over machine (``sockact._handoff.Handoff``, drawn in
+docs/PROTOCOL.md). As a context manager it also owns the signals: handlers only record (``SignalPipe``) and :meth:`Upgrader.wait` acts — the reload signal starts an upgrade, a stop signal
 sends STOPPING=1. Once ``wait`` returns, a thread runs the same loop while the caller drains: a
 reload signal that reaches this process after the hand-over is forwarded to the successor, and a
 second stop signal sets :attr:`Upgrader.hammer` (drain no longer waits).
@@ -105,7 +104,6 @@ class Upgrader(Driver):
         self.before_shutdown = before_shutdown
         self.drain_timeout = drain_timeout
         policy = h.Policy(
-            in_process=True,
             ready_timeout=ready_timeout,
             confirm=BARRIER_WAIT,
             reload_signal=reload_signal,

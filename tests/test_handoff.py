@@ -11,9 +11,9 @@ import pytest
 from sockact import _handoff as h
 from sockact._handoff import State
 
-INPROC = h.Policy(in_process=True, ready_timeout=60.0, confirm=1.0, forward_stop=False)
-PIDFILE = h.Policy(in_process=True, ready_timeout=60.0, confirm=1.0, forward_stop=True)
-SUPER = h.Policy(in_process=False, ready_timeout=60.0, drain_timeout=30.0, warn_after=5.0, give_up_after=3)
+INPROC = h.Policy(ready_timeout=60.0, confirm=1.0, forward_stop=False)
+PIDFILE = h.Policy(ready_timeout=60.0, confirm=1.0, forward_stop=True)
+SUPER = h.Policy(ready_timeout=60.0, drain_timeout=30.0, warn_after=5.0, give_up_after=3)
 
 # Paths into each state, as (event, time) pairs fed from t=0.
 IN_STARTING = [(h.Reload(), 0.0)]
@@ -28,7 +28,7 @@ SUP_STARTING = [*SUP_SERVING, (h.Reload(), 20.0), (h.Spawned(11), 20.0)]
 
 
 def machine(policy: h.Policy, path: Sequence[tuple[h.Event, float]]) -> h.Handoff:
-    m = h.Handoff(policy)
+    m = h.SupervisorHandoff(policy) if policy is SUPER or policy.ready != "notify" else h.Handoff(policy)
     for event, now in path:
         m.handle(event, now)
     return m
@@ -314,7 +314,7 @@ def test_supervisor_warns_once_when_no_ready_came() -> None:
 
 @pytest.mark.parametrize(("ready", "when"), [("spawn", 0.0), (2.5, 2.5)])
 def test_supervisor_ready_without_notify(ready: str | float, when: float) -> None:
-    m = machine(h.Policy(in_process=False, ready=ready), [(h.Start(), 0.0), (h.Spawned(10), 0.0)])
+    m = machine(h.Policy(ready=ready), [(h.Start(), 0.0), (h.Spawned(10), 0.0)])
     assert m.next_deadline() == when
     assert kinds(m.handle(h.Tick(), when)) == ["HandOver(10)"]
 
