@@ -10,8 +10,10 @@ launcher are subclasses that differ only in how they spawn and how they tell the
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from . import _handoff as h
 from ._control import Askers, ControlServer, holds_sockets
@@ -42,6 +44,8 @@ class Driver:
         upstream: Upstream,
         *,
         stop_signals: tuple[int, ...],
+        listeners: Mapping[str, socket.socket] | None = None,
+        control_path: str | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.machine = machine
@@ -56,9 +60,12 @@ class Driver:
         self._held: Message | None = None
         #: The reload channel (``sockact reload``), its askers waiting for the upgrade under way, and
         #: those waiting for the old generation to let go of the listening sockets (pid None: us).
+        #: The reload channel's path (``sockact reload``), the channel once bound, and who waits on it.
+        self.control_path = control_path
         self.control: ControlServer | None = None
         self.askers = Askers()
-        self.listener_inodes: set[int] = set()
+        #: The listening sockets, by inode: the old generation has stopped accepting once it holds none.
+        self.listener_inodes = {os.fstat(sock.fileno()).st_ino for sock in (listeners or {}).values()}
 
     # -- what subclasses provide ----------------------------------------------------------------------
 

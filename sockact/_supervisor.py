@@ -79,7 +79,6 @@ class Supervisor(Driver):
         self.reload_signal = reload_signal
         self.pidfile = pidfile
         self.environ: MutableMapping[str, str] = process_environ() if environ is None else environ
-        self.control_path = control if control is not None else (self.environ.get(CONTROL_VAR) or None)
         hint = "if it does not send sd_notify READY=1, use --ready spawn or --ready SECONDS"
         policy = h.Policy(
             ready_timeout=ready_timeout,
@@ -92,8 +91,13 @@ class Supervisor(Driver):
             quick=quick,
         )
         self.handoff = h.SupervisorHandoff(policy)
-        super().__init__(self.handoff, Upstream(self.environ), stop_signals=tuple(stop_signals))
-        self.listener_inodes = {os.fstat(sock.fileno()).st_ino for sock in listeners.values()}
+        super().__init__(
+            self.handoff,
+            Upstream(self.environ),
+            stop_signals=tuple(stop_signals),
+            listeners=listeners,
+            control_path=control if control is not None else (self.environ.get(CONTROL_VAR) or None),
+        )
 
     @property
     def current(self) -> Child | None:

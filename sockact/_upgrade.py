@@ -1,10 +1,11 @@
 """The in-process upgrader: start a successor exactly as systemd would, wait for its READY=1, hand over.
 
-A thin driver of the one hand-over machine (``sockact._handoff.Handoff``, drawn in
-docs/PROTOCOL.md). As a context manager it also owns the signals: handlers only record (``SignalPipe``) and :meth:`Upgrader.wait` acts — the reload signal starts an upgrade, a stop signal
-sends STOPPING=1. Once ``wait`` returns, a thread runs the same loop while the caller drains: a
-reload signal that reaches this process after the hand-over is forwarded to the successor, and a
-second stop signal sets :attr:`Upgrader.hammer` (drain no longer waits).
+A thin driver of the one hand-over machine (``sockact._handoff.Handoff``, drawn in docs/PROTOCOL.md). As
+a context manager it also owns the signals: handlers only record (``SignalPipe``) and
+:meth:`Upgrader.wait` acts — the reload signal (or a ``sockact reload`` on the reload channel) starts an
+upgrade, a stop signal sends STOPPING=1. Once ``wait`` returns, a thread runs the same loop while the
+caller drains: a reload signal that reaches this process after the hand-over is forwarded to the
+successor, and a second stop signal sets :attr:`Upgrader.hammer` (drain no longer waits).
 
 The successor is launched through the one spawn path (``_spawn.spawn``) with NOTIFY_SOCKET pointing
 at a fresh, pid-restricted :class:`NotifyReceiver`; the real manager's socket travels in
@@ -64,11 +65,15 @@ class Upgrader(Driver):
 
     ``pidfile`` (default: ``$SOCKACT_PIDFILE``, which units from ``sockact units`` set next to
     ``PIDFile=``): hand over by PID file (this process's pid is written on ``__enter__``, the
-    successor's before READY=1) instead of MAINPID=; pair it with ``PIDFile=`` and ``KillMode=mixed``
-    in the unit. systemd then adopts the successor when this process exits — by then its child — and
-    supervises it fully. Until then systemd signals this process, so stop signals are forwarded to
-    the successor too, and :meth:`close` waits (up to ``drain_timeout``) for the successor to finish
-    before this main process exits, lest systemd kill it mid-drain (docs/PROTOCOL.md).
+    successor's as this process exits, in :meth:`close`) instead of MAINPID=; pair it with ``PIDFile=``
+    and ``KillMode=mixed`` in the unit. systemd then adopts the successor when this process exits — by
+    then its child — and supervises it fully. Until then systemd signals this process, so stop signals
+    are forwarded to the successor too, and :meth:`close` waits (up to ``drain_timeout``) for the
+    successor to finish before this main process exits, lest systemd kill it mid-drain
+    (docs/PROTOCOL.md).
+
+    ``control`` (default ``$SOCKACT_CONTROL``): the reload channel this process serves once it
+    serves (:meth:`wait`), for ``ExecReload=sockact reload`` (docs/PROTOCOL.md §10).
 
     Hooks: ``before_spawn()``, ``after_handover(child)``, ``before_shutdown()``.
     """
@@ -97,7 +102,6 @@ class Upgrader(Driver):
         self.ready_timeout = ready_timeout
         self.environ: MutableMapping[str, str] = process_environ() if environ is None else environ
         self.pidfile = pidfile if pidfile is not None else (self.environ.get(PIDFILE_VAR) or None)
-        self.control_path = control if control is not None else (self.environ.get(CONTROL_VAR) or None)
         self.reload_signal = reload_signal
         self.before_spawn = before_spawn
         self.after_handover = after_handover
@@ -109,8 +113,13 @@ class Upgrader(Driver):
             reload_signal=reload_signal,
             forward_stop=self.pidfile is not None,
         )
-        super().__init__(h.Handoff(policy), Upstream(self.environ), stop_signals=tuple(stop_signals))
-        self.listener_inodes = {os.fstat(sock.fileno()).st_ino for sock in listeners.values()}
+        super().__init__(
+            h.Handoff(policy),
+            Upstream(self.environ),
+            stop_signals=tuple(stop_signals),
+            listeners=listeners,
+            control_path=control if control is not None else (self.environ.get(CONTROL_VAR) or None),
+        )
         #: Set by a second stop signal: draining should end now.
         self.hammer = threading.Event()
         self._serving_signals: threading.Thread | None = None
