@@ -341,13 +341,7 @@ def _demo(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGTERM, previous)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``sockact`` console script."""
-    parser = _Parser(prog="sockact", description="socket activation and zero-downtime restarts")
-    parser.add_argument("--version", action="version", version=f"sockact {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
-    inspect = sub.add_parser("inspect", help="show the fds, NOTIFY_SOCKET and watchdog this process inherited")
-    inspect.add_argument("--json", action="store_true", help="machine-readable output")
+def _add_run(sub: argparse._SubParsersAction[_Parser]) -> None:
     run = sub.add_parser(
         "run",
         help="hold the sockets and run COMMAND behind them; the reload signal swaps it without a gap",
@@ -399,6 +393,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="under activation, bind a --listen that matches no inherited socket even if some go unclaimed",
     )
+
+
+def _add_units(sub: argparse._SubParsersAction[_Parser]) -> None:
     units = sub.add_parser(
         "units",
         help="write a .socket + .service pair that gets the hand-over right, then verify it",
@@ -418,6 +415,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     units.add_argument("--drain-timeout", type=_seconds(zero=False), default=30.0, metavar="S")
     units.add_argument("--env", action="append", type=_env_pair, metavar="KEY=VALUE")
     units.add_argument("--no-verify", action="store_true", help="do not run systemd-analyze verify")
+
+
+def _add_reload(sub: argparse._SubParsersAction[_Parser]) -> None:
     reload = sub.add_parser(
         "reload",
         help="upgrade the service in place and wait: exit 0 once the new code serves, 1 if the upgrade failed",
@@ -430,11 +430,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     reload.add_argument(
         "--timeout", type=_seconds(zero=False), default=120.0, metavar="S", help="give up after S seconds"
     )
+
+
+def _add_demo(sub: argparse._SubParsersAction[_Parser]) -> None:
     demo = sub.add_parser("demo", help="reload a server in place under load and show that nothing failed")
     demo.add_argument("--reloads", type=_count, default=5)
     demo.add_argument("--seconds", type=_seconds(zero=False), default=5.0, help="roughly how long the load runs")
     demo.add_argument("--mode", choices=["inprocess", "supervisor"], default="inprocess")
     demo.add_argument("--plot", metavar="FILE.png", help="write a timeline (needs matplotlib: sockact[plot])")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``sockact`` console script."""
+    parser = _Parser(prog="sockact", description="socket activation and zero-downtime restarts")
+    parser.add_argument("--version", action="version", version=f"sockact {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    inspect = sub.add_parser("inspect", help="show the fds, NOTIFY_SOCKET and watchdog this process inherited")
+    inspect.add_argument("--json", action="store_true", help="machine-readable output")
+    for add in (_add_run, _add_units, _add_reload, _add_demo):
+        add(sub)
     words = list(sys.argv[1:] if argv is None else argv)
     command = words[words.index("--") + 1 :] if "--" in words else []  # COMMAND goes after --, untouched
     args = parser.parse_args(words[: words.index("--")] if "--" in words else words)
