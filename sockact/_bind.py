@@ -77,6 +77,7 @@ def _protocol(family: int, sock_type: int) -> int:
     return 0
 
 
+# One sequence, kept whole (socket, options, bind, ownership, listen), each step with its own error text.
 def bind_one(
     addr: Address, *, backlog: int, unix_mode: int | None = None, unix_ids: tuple[int, int] = (-1, -1)
 ) -> socket.socket:

@@ -175,6 +175,7 @@ def _stop_servers(pids: list[int], timeout: float = 15.0) -> None:
             os.waitpid(pid, 0)
 
 
+# One sequence, kept whole: it is the tour the README promises, step by step, in the order it prints.
 def demo(reloads: int, seconds: float, mode: str, plot: str | None) -> int:
     """Run the tour; returns 0 when no request failed."""
     ctypes.CDLL(None).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)  # orphaned predecessors come back to us

@@ -143,6 +143,7 @@ class Child:
         self.close()
 
 
+# One sequence, kept whole: check, build the environment, stage the fds, posix_spawn, release the staging.
 def spawn(
     argv: Sequence[str],
     fds: Sequence[int] = (),
