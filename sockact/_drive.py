@@ -67,6 +67,12 @@ class Driver:
         #: The listening sockets, by inode: the old generation has stopped accepting once it holds none.
         self.listener_inodes = {os.fstat(sock.fileno()).st_ino for sock in (listeners or {}).values()}
 
+    @property
+    def current_child(self) -> Child | None:
+        """The child the machine says serves now (in-process: the successor after a hand-over)."""
+        pid = self.machine.current
+        return self.children.get(pid) if pid is not None else None
+
     # -- what subclasses provide ----------------------------------------------------------------------
 
     def _spawn(self) -> Child:

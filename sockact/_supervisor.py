@@ -102,8 +102,7 @@ class Supervisor(Driver):
     @property
     def current(self) -> Child | None:
         """The child that serves now."""
-        pid = self.machine.current
-        return self.children.get(pid) if pid is not None else None
+        return self.current_child
 
     def run(self) -> int:
         """Supervise until stopped; returns the process exit code (1 after giving up)."""

@@ -133,8 +133,7 @@ class Upgrader(Driver):
     @property
     def successor(self) -> Child | None:
         """The process that took over, once one did."""
-        pid = self.machine.current
-        return self.children.get(pid) if pid is not None else None
+        return self.current_child
 
     # -- ownership ------------------------------------------------------------------------------------
 
