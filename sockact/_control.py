@@ -155,6 +155,8 @@ class Askers:
     def __init__(self) -> None:
         self.waiting: list[Request] = []
         self.confirming: list[tuple[Request, int | None, int]] = []
+        #: PID-file mode: the asker must also wait for this process to exit (see :func:`request_reload`).
+        self.then_exit = False
 
     def outcome(self, outcome: object) -> None:
         """The upgrade's outcome (``sockact._handoff`` types): failures are answered now."""
@@ -175,7 +177,7 @@ class Askers:
         still = []
         for request, old, new in self.confirming:
             if force or not holds(old):
-                request.reply("ok", str(new))
+                request.reply("ok", f"{new} then-exit" if self.then_exit and old is None else str(new))
             else:
                 still.append((request, old, new))
         self.confirming = still
@@ -214,7 +216,10 @@ def request_reload(
 ) -> tuple[bool, str]:
     """Ask the process serving at ``path`` to upgrade; wait up to ``timeout`` s for the outcome.
 
-    Returns ``(True, "pid N serving")`` or ``(False, reason)``. A draining predecessor's ``retry``, a
+    Returns ``(True, "pid N serving")`` or ``(False, reason)``. In PID-file mode (``ok N then-exit``)
+    it also waits for the answering predecessor to exit: systemd re-reads PIDFile= when ExecReload=
+    exits, and must find the successor's pid there only once the successor is its own child (the
+    predecessor wrote it as it exited; docs/PROTOCOL.md §10). A draining predecessor's ``retry``, a
     path that is being replaced (ENOENT, ECONNREFUSED) and a server that vanished without answering are
     retried until the deadline.
     """
@@ -225,6 +230,7 @@ def request_reload(
             try:
                 sock.settimeout(max(0.001, deadline - clock()))
                 sock.connect(path)
+                server = _UCRED.unpack(sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size))[0]
                 sock.sendall(b"reload\n")
                 line = sock.makefile("r", encoding="utf-8", errors="replace").readline()
             except (FileNotFoundError, ConnectionRefusedError) as exc:
@@ -239,9 +245,24 @@ def request_reload(
         if line:
             word, text = parse_reply(line)
             if word == "ok":
-                return True, f"pid {text} serving"
+                new, _, then = text.partition(" ")
+                if then == "then-exit" and not _gone(server, deadline - clock()):
+                    return False, f"pid {new} serves, but the old pid {server} did not exit within {timeout:g} s"
+                return True, f"pid {new} serving"
             if word == "failed":
                 return False, text
             last = "the process at the channel is draining; waiting for its successor"
         sleep(0.02)
     return False, f"{last} (gave up after {timeout:g} s)"
+
+
+def _gone(pid: int, timeout: float) -> bool:
+    """Whether ``pid`` exits within ``timeout`` s (pidfd: no polling, no pid reuse race)."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    try:
+        return bool(readable([pidfd], max(0.0, timeout)))
+    finally:
+        os.close(pidfd)

@@ -378,7 +378,8 @@ class Handoff:
             out.append(Log(logging.INFO, "reload asked for while a successor is starting: one more follows it"))
         elif self.state is State.DRAINING and self.current is not None:
             out.append(SendSignal(self.current, self.policy.reload_signal))
-            out.append(Log(logging.INFO, f"reload forwarded to successor pid {self.current}"))
+            name = signal.Signals(self.policy.reload_signal).name
+            out.append(Log(logging.INFO, f"forwarded {name} to successor pid {self.current}"))
 
     def _on_stop(self, out: list[Effect], now: float, sig: int) -> None:
         if self.state is State.STOPPING:
@@ -387,7 +388,7 @@ class Handoff:
             if self.policy.forward_stop and self.current is not None:
                 self.successor_stopping = True
                 out.append(SendSignal(self.current, sig))  # the manager still thinks we are main (PID file)
-                out.append(Log(logging.INFO, f"stop forwarded to successor pid {self.current}"))
+                out.append(Log(logging.INFO, f"forwarded {signal.Signals(sig).name} to successor pid {self.current}"))
             else:
                 out.append(Log(logging.INFO, "stop signal after hand-over: the manager signals the successor itself"))
         elif self.state is not State.DONE:

@@ -29,6 +29,7 @@ from types import TracebackType
 from . import _handoff as h
 from ._control import CONTROL_VAR, ControlServer
 from ._drive import Driver
+from ._env import UPSTREAM_NOTIFY_VAR
 from ._errors import SpawnError, StateError, SuccessorError, UpgradeError, UsageError
 from ._listeners import Listeners
 from ._pidfile import PIDFILE_VAR, write_pidfile
@@ -64,7 +65,7 @@ class Upgrader(Driver):
     the successor if it took over, another attempt if it failed).
 
     ``pidfile`` (default: ``$SOCKACT_PIDFILE``, which units from ``sockact units`` set next to
-    ``PIDFile=``): hand over by PID file (this process's pid is written on ``__enter__``, the
+    ``PIDFile=``): hand over by PID file (this process's pid is written on ``__enter__`` of a cold start, the
     successor's as this process exits, in :meth:`close`) instead of MAINPID=; pair it with ``PIDFile=``
     and ``KillMode=mixed`` in the unit. systemd then adopts the successor when this process exits — by
     then its child — and supervises it fully. Until then systemd signals this process, so stop signals
@@ -120,6 +121,7 @@ class Upgrader(Driver):
             listeners=listeners,
             control_path=control if control is not None else (self.environ.get(CONTROL_VAR) or None),
         )
+        self.askers.then_exit = self.pidfile is not None
         #: Set by a second stop signal: draining should end now.
         self.hammer = threading.Event()
         self._serving_signals: threading.Thread | None = None
@@ -139,7 +141,10 @@ class Upgrader(Driver):
 
     def __enter__(self) -> Upgrader:
         self.signals = SignalPipe([self.reload_signal, *self.stop_signals])
-        if self.pidfile is not None:
+        if self.pidfile is not None and UPSTREAM_NOTIFY_VAR not in self.environ:
+            # A cold start names itself. A successor leaves the file to its predecessor, which names
+            # it as it exits: systemd re-reads the file after ExecReload= and must not adopt a
+            # process that is still the predecessor's child ("not our child").
             write_pidfile(self.pidfile, os.getpid())
         return self
 

@@ -106,6 +106,8 @@ def test_systemctl_reload_can_be_trusted(box: tuple, mode: str) -> None:
         result = load.stop()
     assert result.failed == 0, (result.errors, why(sandbox, name))
     assert sandbox.show(service, "ActiveState") == "active"
+    # systemd adopted each successor as its own child: never "Supervising process N which is not our child"
+    assert "not our child" not in sandbox.output(), sandbox.output()[-3000:]
 
     # A broken deploy: the reload fails, the old code keeps serving, StatusText and the journal say why.
     good = pathlib.Path(f"{app}/app.py").read_text()
