@@ -8,7 +8,7 @@ import stat
 
 import pytest
 
-from sockact import ActivationError, AddressError, get_listeners
+from sockact import ActivationError, AddressError, UsageError, get_listeners
 
 
 def test_v4_v6_dual_unix_abstract_udp(tmp_path: object, fresh_env: None) -> None:
@@ -78,7 +78,7 @@ def test_require_activation_refuses_to_bind(fresh_env: None) -> None:
 
 
 def test_bad_names_and_addresses(fresh_env: None) -> None:
-    with pytest.raises(ActivationError, match="FileDescriptorName"):
+    with pytest.raises(UsageError, match="FileDescriptorName"):
         get_listeners({"a:b": "8080"})
     with pytest.raises(AddressError, match="Accepted forms"):
         get_listeners({"a": "nonsense"})

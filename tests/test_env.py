@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sockact import ActivationError
+from sockact import ActivationError, UsageError
 from sockact._cparse import CParseError, parse_pid, safe_atoi
 from sockact._env import Inherited, Repeat, parse_listen_env, parse_watchdog_env, successor_env, trampoline
 
@@ -140,7 +140,7 @@ def test_successor_env_drops_stale_and_sets_pid_vars() -> None:
     assert (
         trampoline(pid_vars) == 'LISTEN_PID=$$; export LISTEN_PID; WATCHDOG_PID=$$; export WATCHDOG_PID; exec "$0" "$@"'
     )
-    with pytest.raises(ActivationError, match="FileDescriptorName"):
+    with pytest.raises(UsageError, match="FileDescriptorName"):
         successor_env({}, ["a:b"], notify_socket=None)
 
 
