@@ -179,10 +179,12 @@ def spawn(
         # Move sources above the target range so no dup2 overwrites a source still needed.
         for fd in fds:
             staged.append(fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, LISTEN_FDS_START + count))
+        # Close leaked fds first: one of them may sit on a target (fd 3 under `flock FILE cmd`), and
+        # closing it after the DUP2 would close the listener the child was given there.
         actions: list[tuple[int, ...]] = [
-            (os.POSIX_SPAWN_DUP2, src, LISTEN_FDS_START + i) for i, src in enumerate(staged)
+            (os.POSIX_SPAWN_CLOSE, fd) for fd in _leaked_fds(LISTEN_FDS_START) if fd not in staged
         ]
-        actions += [(os.POSIX_SPAWN_CLOSE, fd) for fd in _leaked_fds(LISTEN_FDS_START) if fd not in staged]
+        actions += [(os.POSIX_SPAWN_DUP2, src, LISTEN_FDS_START + i) for i, src in enumerate(staged)]
         if cwd is not None:
             # posix_spawn has no chdir action before glibc 2.29's _np variant; let the shell do it.
             script = f'cd "$SOCKACT_CWD" && unset SOCKACT_CWD && {trampoline(pid_vars)}'
