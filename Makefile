@@ -38,12 +38,13 @@ unit: venv
 
 test: lint typecheck unit
 
-# .venv-3.10, .venv-3.13: sockact (+ python-systemd when libsystemd-dev is there) and the test group only.
+# .venv-3.10, .venv-3.13: sockact with its servers (+ python-systemd when libsystemd-dev is there) and the
+# test group: no lint tools, no atheris (no wheels for every version), no matplotlib.
 .venv-%/.installed: pyproject.toml
 	@test -n "$(call python_for,$*)" || { echo "no CPython $* found (pyenv install $*, or put python$* on PATH)" >&2; exit 1; }
 	$(call python_for,$*) -m venv .venv-$*
 	.venv-$*/bin/python -m pip install -q --upgrade pip
-	.venv-$*/bin/python -m pip install -q -e . --group test
+	.venv-$*/bin/python -m pip install -q -e '.[servers]' --group test
 	@if pkg-config --exists libsystemd 2>/dev/null; then .venv-$*/bin/python -m pip install -q -e '.[systemd]'; fi
 	touch $@
 
