@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import socket
 from collections.abc import Iterator, Mapping, MutableMapping, Sequence
@@ -254,7 +255,7 @@ def get_listeners(
             sock = adopt_socket(fd, infos[fd])
             sockets[name] = sock
             if infos[fd].type != socket.SOCK_DGRAM and not infos[fd].listening:
-                sock.listen(backlog)
+                _listen(sock, fd, names[fd], backlog)
     except BaseException:
         for name, sock in sockets.items():
             if name not in claimed:
@@ -284,6 +285,27 @@ def _closing_on_error(listeners: Listeners) -> Iterator[None]:
     except BaseException:
         listeners.close()
         raise
+
+
+def _listen(sock: socket.socket, fd: int, fdname: str, backlog: int) -> None:
+    """listen() on an inherited stream socket that is not listening yet (systemd hands over listening
+    ones); a connected socket here means ``Accept=yes`` (systemd.socket(5)): one instance per connection."""
+    try:
+        sock.listen(backlog)
+    except OSError as exc:
+        try:
+            peer = sock.getpeername()
+        except OSError:
+            raise ActivationError(
+                f"inherited fd {fd} named {fdname!r} cannot listen: {exc.strerror}; pass a listening socket",
+                errno=exc.errno,
+            ) from exc
+        raise ActivationError(
+            f"inherited fd {fd} named {fdname!r} is a connection from {peer!r}, not a listening socket: the .socket "
+            "unit has Accept=yes, which starts one instance per connection. sockact serves listeners: remove "
+            "Accept=yes (the default is no), or drop -a from systemd-socket-activate",
+            errno=errno.EINVAL,
+        ) from exc
 
 
 def _check_kind(name: str, addr: Address, info: FdInfo, fdname: str) -> None:

@@ -127,3 +127,16 @@ def test_bad_listen_pid_is_a_clear_error(value: str) -> None:
     env = child_env({"LISTEN_PID": value, "LISTEN_FDS": "1"})
     out = run_child(GET.replace("SPEC", "None"), [], env)
     assert out["error"] == "ActivationError" and "LISTEN_PID" in out["msg"] and repr(value) in out["msg"]
+
+
+@pytest.mark.parametrize("spec", [None, "bind"])
+def test_a_connection_from_accept_yes_is_named_as_such(spec: str | None) -> None:
+    """Accept=yes hands each instance a connected socket: an ActivationError that names the setting."""
+    listener = tcp_listener()
+    client = socket.create_connection(listener.getsockname())
+    conn, _ = listener.accept()
+    port = listener.getsockname()[1]
+    with listener, client, conn:
+        out = get({"http": f"127.0.0.1:{port}"} if spec else None, [conn.fileno()], "connection")
+    assert out["error"] == "ActivationError"
+    assert "fd 3 named 'connection' is a connection from" in out["msg"] and "Accept=yes" in out["msg"]
