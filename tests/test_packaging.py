@@ -106,7 +106,13 @@ def test_the_sdist_has_what_building_testing_and_the_readme_need(dist: dict[str,
         names = {n.split("/", 1)[1] for n in sdist.getnames() if "/" in n}
     assert {"LICENSE", "README.md", "pyproject.toml", "Makefile", "PKG-INFO"} <= names
     assert {"units/sockact-http.service", "units/sockact-http.socket", "examples/http_server.py"} <= names
-    assert {"tests/conftest.py", "docs/PROTOCOL.md", "docs/TROUBLESHOOTING.md", "docs/MIGRATING.md"} <= names
+    assert {
+        "tests/conftest.py",
+        "docs/PROTOCOL.md",
+        "docs/TROUBLESHOOTING.md",
+        "docs/MIGRATING.md",
+        "docs/INTEGRATIONS.md",
+    } <= names
     assert not {n for n in names if n.startswith((".venv", ".ci/", ".git/", "dist/")) or "__pycache__" in n}
 
 
@@ -118,3 +124,19 @@ def test_readme_links_work_on_pypi() -> None:
     relative = [t for t in targets if not t.startswith(("https://", "#"))]
     assert relative == []
     assert text.index("pip install sockact") < text.index("## Use it")
+
+
+def test_links_into_the_repository_name_files_that_exist() -> None:
+    """Absolute links (README on PyPI, docs/) into this repository point at files and folders it has."""
+    root = pathlib.Path(ROOT)
+    prefixes = ("https://github.com/sockact/sockact/blob/main/", "https://github.com/sockact/sockact/tree/main/")
+    prefixes += ("https://raw.githubusercontent.com/sockact/sockact/main/",)
+    checked = 0
+    for page in [root / "README.md", *sorted((root / "docs").glob("*.md"))]:
+        for target in re.findall(r"\]\((https://[^)\s]+)\)", page.read_text()):
+            for prefix in prefixes:
+                if target.startswith(prefix):
+                    path = target[len(prefix) :].split("#")[0]
+                    assert (root / path).exists(), f"{page.name} links to {target}, which is not in the tree"
+                    checked += 1
+    assert checked >= 10
