@@ -12,7 +12,7 @@ from types import TracebackType
 from ._address import Address, kind_name, parse_address
 from ._bind import bind_all, unix_ids
 from ._env import Inherited, fdstore_max, parse_listen_fds, parse_listen_names
-from ._errors import ActivationError
+from ._errors import ActivationError, AddressError
 from ._fds import FdInfo, adopt_socket, claim_fds, close_fd, describe_fd, own_pidfd_id, unset_listen_vars
 from ._notify import fdstore as store_fds
 from ._procenv import hide_notify_socket, process_environ
@@ -198,6 +198,8 @@ def get_listeners(
         NotifyError: the fd store was asked for and refused the sockets.
     """
     items = _parse_spec(spec) if spec is not None else []
+    source = os.environ if environ is None else environ
+    meant_for = source.get("LISTEN_PID") if "LISTEN_FDS" in source else None  # read before it is unset
     inherited = read_inherited(environ, pid)
     infos = {}
     for number in inherited.fds:
@@ -250,7 +252,13 @@ def get_listeners(
     sockets: dict[str, socket.socket] = {}
     try:
         ids = unix_ids(unix_owner, unix_group)
-        sockets.update(bind_all(to_bind, backlog=backlog, unix_mode=unix_mode, unix_ids=ids))
+        try:
+            sockets.update(bind_all(to_bind, backlog=backlog, unix_mode=unix_mode, unix_ids=ids))
+        except AddressError as exc:
+            hint = _not_inherited_hint(exc, inherited.fds, claimed, names, meant_for, pid)
+            if hint is None:
+                raise
+            raise AddressError(f"{exc}; {hint}", errno=exc.errno) from exc
         for name, fd in claimed.items():
             sock = adopt_socket(fd, infos[fd])
             sockets[name] = sock
@@ -285,6 +293,35 @@ def _closing_on_error(listeners: Listeners) -> Iterator[None]:
     except BaseException:
         listeners.close()
         raise
+
+
+def _not_inherited_hint(
+    exc: AddressError,
+    fds: Sequence[int],
+    claimed: Mapping[str, int],
+    names: Mapping[int, str],
+    meant_for: str | None,
+    pid: int | None,
+) -> str | None:
+    """Why an address in use was bound here instead of inherited (usually the service manager holds
+    it): the fds were for another pid (a wrapper that forks), or a socket came that matched nothing."""
+    if exc.errno != errno.EADDRINUSE:
+        return None
+    own = os.getpid() if pid is None else pid
+    if meant_for is not None and meant_for.strip() != str(own) and not fds:
+        return (
+            f"LISTEN_FDS was meant for pid {meant_for.strip()} (LISTEN_PID), not this process (pid {own}): "
+            "a wrapper started this process instead of exec'ing it; use exec, or start the app directly"
+        )
+    unmatched = [
+        f"fd {fd} {names[fd]!r} ({describe_fd(fd).describe()})" for fd in fds if fd not in set(claimed.values())
+    ]
+    if not unmatched:
+        return None
+    return (
+        f"inherited but matched by no name or address: {', '.join(unmatched)}; name it with FileDescriptorName= "
+        "in the .socket unit (the listener's name), or ask for the address it has"
+    )
 
 
 def _listen(sock: socket.socket, fd: int, fdname: str, backlog: int) -> None:
