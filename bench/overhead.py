@@ -96,7 +96,7 @@ def _pairs(port: int) -> dict[str, tuple[list[str], list[str]]]:
             [py, os.path.join(examples, "http_server.py"), "--listen", listen],
         ),
         "uvicorn": (
-            [*uvicorn, "--port", str(port), "_common:asgi_app"],
+            [*uvicorn, "--port", str(port), "uvicorn_app:app"],
             [py, os.path.join(examples, "uvicorn_app.py"), "--listen", listen],
         ),
     }

@@ -154,7 +154,7 @@ class Supervisor(Target):
     def argv(self) -> list[str]:
         listen = ["--listen", f"http=127.0.0.1:{self.port}", "--drain-timeout", "10"]
         if self.mode == "gunicorn":
-            server = [PY, "-m", "gunicorn", *_gunicorn_options(self.workdir), "_common:wsgi_app"]
+            server = [PY, "-m", "gunicorn", *_gunicorn_options(self.workdir), "waitress_app:app"]
         else:
             server = super().argv()
         return [PY, "-m", "sockact", "run", *listen, "--", *server]
@@ -196,7 +196,7 @@ class GunicornUSR2(Target):
     def argv(self) -> list[str]:
         pidfile = os.path.join(self.workdir, f"{self.mode}.pid")
         argv = [PY, "-m", "gunicorn", "--bind", f"127.0.0.1:{self.port}", "--pid", pidfile]
-        argv += [*_gunicorn_options(self.workdir), "_common:wsgi_app"]
+        argv += [*_gunicorn_options(self.workdir), "waitress_app:app"]
         if self.mode.endswith("-activated"):
             activate = ["systemd-socket-activate", "-l", f"127.0.0.1:{self.port}", "--fdname=http"]
             return [*activate, "-E", f"PYTHONPATH={ROOT}", *argv]  # it execs gunicorn: same pid
@@ -245,7 +245,7 @@ class UvicornRestart(Target):
             EXAMPLES,
             "--no-access-log",
             *listen,
-            "_common:asgi_app",
+            "uvicorn_app:app",
         ]
 
     def reload(self) -> None:

@@ -5,6 +5,8 @@
 
 Same endpoints and signals as examples/http_server.py: ``GET /`` → ``pid <pid>``,
 ``GET /sleep?seconds=S``; SIGHUP reloads, SIGTERM/SIGINT drain.
+
+A template: copied alone, it runs wherever ``pip install sockact`` did.
 """
 
 from __future__ import annotations
@@ -13,15 +15,42 @@ import argparse
 import asyncio
 import logging
 import os
+import ssl
 import sys
 import urllib.parse
-
-from _common import parse_args
 
 import sockact
 from sockact.serve import Acceptor, ConnectionSet
 
 log = logging.getLogger("asyncio_server")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The command line (the other examples take the same); logs go to stderr with journald priorities."""
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--listen", default="127.0.0.1:8000", help="address in ListenStream= syntax")
+    parser.add_argument("--drain-timeout", type=float, default=30.0, help="seconds to finish in-flight requests")
+    parser.add_argument("--ready-timeout", type=float, default=60.0, help="seconds a successor has to be ready")
+    parser.add_argument("--pidfile", help="hand over by PID file (pair with PIDFile= in the unit)")
+    parser.add_argument("--certfile", help="serve HTTPS with this certificate chain (PEM)")
+    parser.add_argument("--keyfile", help="the certificate's private key (PEM)")
+    parser.add_argument("--max-connections", type=int, help="per listener; more wait in the backlog")
+    args = parser.parse_args(argv)
+    if bool(args.certfile) != bool(args.keyfile):
+        parser.error("--certfile and --keyfile go together")
+    if args.max_connections is not None and args.max_connections < 1:
+        parser.error("--max-connections must be at least 1")
+    args.tls = None
+    if args.certfile:
+        args.tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        try:
+            args.tls.load_cert_chain(args.certfile, args.keyfile)
+        except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+            parser.error(f"--certfile/--keyfile: {exc}")
+    handler = logging.StreamHandler()
+    handler.setFormatter(sockact.JournalFormatter("asyncio_server[%(process)d]: %(message)s"))
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
+    return args
 
 
 class HTTP(asyncio.Protocol):
@@ -128,7 +157,7 @@ async def serve(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(__doc__, argv, limits=True)
+    args = parse_args(argv)
     try:
         return asyncio.run(serve(args))
     except sockact.SockactError as exc:

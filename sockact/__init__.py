@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from ._listeners import Listeners, get_listeners
     from ._notify import (
         barrier,
+        errno,
         extend_timeout,
         fdstore,
         fdstore_remove,
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
     )
     from ._receiver import Message, NotifyReceiver
     from ._reload import ReloadHandler
+    from ._spawn import Child
     from ._upgrade import Upgrader
     from ._watchdog import AsyncWatchdog, Watchdog, watchdog_interval
 
@@ -61,6 +63,7 @@ _HOMES = {
     "_listeners": ("Listeners", "get_listeners"),
     "_notify": (
         "barrier",
+        "errno",
         "extend_timeout",
         "fdstore",
         "fdstore_remove",
@@ -75,19 +78,22 @@ _HOMES = {
     ),
     "_receiver": ("Message", "NotifyReceiver"),
     "_reload": ("ReloadHandler",),
+    "_spawn": ("Child",),
     "_upgrade": ("Upgrader",),
     "_watchdog": ("AsyncWatchdog", "Watchdog", "watchdog_interval"),
 }
 _MODULE_OF = {name: module for module, names in _HOMES.items() for name in names}
 
 
-def __getattr__(name: str) -> object:
-    module = _MODULE_OF.get(name)
-    if module is None:
-        raise AttributeError(f"module 'sockact' has no attribute {name!r}")
-    value = getattr(__import__(f"{__name__}.{module}", fromlist=[name]), name)
-    globals()[name] = value  # later lookups are plain attribute reads
-    return value
+if not TYPE_CHECKING:  # type checkers see only the imports above: a misspelt name is their error
+
+    def __getattr__(name: str) -> object:
+        module = _MODULE_OF.get(name)
+        if module is None:
+            raise AttributeError(f"module 'sockact' has no attribute {name!r}")
+        value = getattr(__import__(f"{__name__}.{module}", fromlist=[name]), name)
+        globals()[name] = value  # later lookups are plain attribute reads
+        return value
 
 
 def __dir__() -> list[str]:
@@ -101,6 +107,7 @@ __all__ = [
     "ActivationError",
     "AddressError",
     "AsyncWatchdog",
+    "Child",
     "JournalFormatter",
     "Listeners",
     "Message",
@@ -115,6 +122,7 @@ __all__ = [
     "UsageError",
     "Upgrader",
     "barrier",
+    "errno",
     "extend_timeout",
     "fdstore",
     "fdstore_remove",

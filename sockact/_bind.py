@@ -143,7 +143,7 @@ def bind_one(
             errno.EACCES: "permission denied; ports below 1024 need CAP_NET_BIND_SERVICE, paths need write access",
             errno.EADDRNOTAVAIL: "no local interface has this address",
         }.get(exc.errno or 0, exc.strerror or str(exc))
-        raise AddressError(f"cannot bind {addr.text!r}: {hint}") from exc
+        raise AddressError(f"cannot bind {addr.text!r}: {hint}", errno=exc.errno) from exc
     return sock
 
 

@@ -180,7 +180,8 @@ def spawn(
         # Move sources above the target range so no dup2 overwrites a source still needed.
         for fd in fds:
             staged.append(fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, LISTEN_FDS_START + count))
-        # Close inherited leaks first: a leak that sits in the target range must not close a listener.
+        # Close leaked fds first: one of them may sit on a target (fd 3 under `flock FILE cmd`), and
+        # closing it after the DUP2 would close the listener the child was given there.
         actions: list[tuple[int, ...]] = [
             (os.POSIX_SPAWN_CLOSE, fd) for fd in _leaked_fds(LISTEN_FDS_START) if fd not in staged
         ]

@@ -10,7 +10,7 @@ from typing import Any
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples"))
 
-from _common import asgi_app
+from uvicorn_app import app as asgi_app
 
 
 async def wait_gate(gate: str) -> None:

@@ -134,3 +134,37 @@ def test_bad_listen_pid_is_a_clear_error(value: str) -> None:
     env = child_env({"LISTEN_PID": value, "LISTEN_FDS": "1"})
     out = run_child(GET.replace("SPEC", "None"), [], env)
     assert out["error"] == "ActivationError" and "LISTEN_PID" in out["msg"] and repr(value) in out["msg"]
+
+
+@pytest.mark.parametrize("spec", [None, "bind"])
+def test_a_connection_from_accept_yes_is_named_as_such(spec: str | None) -> None:
+    """Accept=yes hands each instance a connected socket: an ActivationError that names the setting."""
+    listener = tcp_listener()
+    client = socket.create_connection(listener.getsockname())
+    conn, _ = listener.accept()
+    port = listener.getsockname()[1]
+    with listener, client, conn:
+        out = get({"http": f"127.0.0.1:{port}"} if spec else None, [conn.fileno()], "connection")
+    assert out["error"] == "ActivationError"
+    assert "fd 3 named 'connection' is a connection from" in out["msg"] and "Accept=yes" in out["msg"]
+
+
+def test_an_address_in_use_names_the_socket_that_matched_nothing() -> None:
+    """The usual cause of "in use" under systemd: the unit's socket came, unnamed, on another address."""
+    passed, held = tcp_listener(), tcp_listener()  # held: the port asked for, taken by "the manager"
+    port = passed.getsockname()[1]
+    with passed, held:
+        out = get({"http": f"127.0.0.1:{held.getsockname()[1]}"}, [passed.fileno()], "app.socket")
+    assert out["error"] == "AddressError" and "the address is in use" in out["msg"]
+    assert f"fd 3 'app.socket' (inet stream socket listening on ('127.0.0.1', {port}))" in out["msg"]
+    assert "FileDescriptorName=" in out["msg"]
+
+
+def test_an_address_in_use_names_a_wrapper_that_forked() -> None:
+    """LISTEN_PID names another process (a shell that forked instead of exec'ing): the message says so."""
+    held = tcp_listener()
+    env = child_env({"LISTEN_PID": "1", "LISTEN_FDS": "1"})
+    with held:
+        out = run_child(GET.replace("SPEC", repr({"http": f"127.0.0.1:{held.getsockname()[1]}"})), [], env)
+    assert out["error"] == "AddressError"
+    assert "LISTEN_FDS was meant for pid 1 (LISTEN_PID), not this process" in out["msg"] and "exec" in out["msg"]

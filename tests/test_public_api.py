@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import pathlib
 import subprocess
 import sys
+import textwrap
 import types
 
 import pytest
@@ -43,6 +45,8 @@ PUBLIC = {
     "Watchdog",
     "AsyncWatchdog",
     "watchdog_interval",
+    "errno",
+    "Child",
     "JournalFormatter",
     "ReloadHandler",
     "Upgrader",
@@ -111,3 +115,43 @@ def test_import_is_lazy() -> None:
     assert out.stdout.split() == ["sockact._upgrade", "sockact._notify", "False"]
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         sockact.nope  # noqa: B018
+
+
+def test_type_checkers_see_the_public_names_and_only_them(tmp_path: pathlib.Path) -> None:
+    """The lazy ``__getattr__`` is hidden from type checkers: a misspelt name fails ``mypy --strict``
+    (as it fails at run time), while every documented name, ``errno`` and ``Child`` included, checks."""
+    pytest.importorskip("mypy", reason="mypy is a lint tool, installed by `make test`, not in the version venvs")
+    probe = tmp_path / "probe.py"
+    probe.write_text(
+        textwrap.dedent(
+            """\
+            import sockact
+            from sockact import redy
+
+            def after_handover(child: sockact.Child) -> None:
+                sockact.errno(child.pid)
+                sockact.status(f"handed over to {child.pid}")
+            """
+        )
+    )
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mypy",
+            "--strict",
+            "--no-error-summary",
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "probe.py",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=child_env(),
+        timeout=120,
+    )
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert out.stdout.splitlines() == [
+        'probe.py:2: error: Module "sockact" has no attribute "redy"; maybe "ready"?  [attr-defined]'
+    ]

@@ -1,0 +1,34 @@
+"""The one spawn path, in a process whose own fds are not tidy (as under `flock FILE cmd`)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from helpers import child_env
+
+LEAKY_PARENT = r"""
+import json, os, socket, sys
+from sockact._spawn import spawn
+leak = os.open("/dev/null", os.O_RDONLY)
+if leak != 3:
+    os.dup2(leak, 3)
+    os.close(leak)
+os.set_inheritable(3, True)  # a non-CLOEXEC fd sitting where the child's first listener goes
+with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    s.listen()
+    probe = "import json, socket; s = socket.socket(fileno=3); print(json.dumps(s.getsockname()))"
+    child = spawn([sys.executable, "-c", probe], [s.fileno()], ["http"], environ=dict(os.environ))
+    print(json.dumps({"code": child.wait(20), "want": list(s.getsockname())}), file=sys.stderr)
+"""
+
+
+def test_a_leaked_fd_on_a_target_does_not_close_the_listener() -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", LEAKY_PARENT], env=child_env(), capture_output=True, text=True, timeout=60
+    )
+    result = json.loads(out.stderr.strip().splitlines()[-1])  # the parent's verdict; the child's on stdout
+    assert result["code"] == 0, out.stderr
+    assert json.loads(out.stdout) == result["want"]  # the child's fd 3 is our listener, not closed
