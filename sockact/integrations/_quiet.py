@@ -16,7 +16,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ..serve._grace import DEFAULT_GRACE, expired
+from ..serve._grace import DEFAULT_GRACE, expired, grace_within
 
 __all__ = ["Activity", "asgi_middleware"]
 
@@ -25,7 +25,7 @@ class Activity:
     """Requests in flight and when the last one began or ended, by ``clock`` (a seam for tests)."""
 
     def __init__(self, idle_grace: float = DEFAULT_GRACE, clock: Callable[[], float] = time.monotonic) -> None:
-        self.idle_grace = idle_grace
+        self.idle_grace = grace_within(idle_grace, float("inf"))  # ValueError now, not at the drain
         self.draining = False
         self.in_flight = 0
         self._clock = clock
@@ -47,7 +47,7 @@ class Activity:
 
         self.draining = True
         began = self._clock()
-        grace = min(self.idle_grace, timeout)
+        grace = grace_within(self.idle_grace, timeout)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and not hammer.is_set():
             if self.in_flight == 0 and expired(self.last, began, self._clock(), grace):

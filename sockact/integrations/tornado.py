@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
-from ..serve._grace import DEFAULT_GRACE, LINGER, expired, half_close
+from ..serve._grace import DEFAULT_GRACE, LINGER, expired, grace_within, half_close
 from ._service import Listen, Service, ready_async, unread
 
 if TYPE_CHECKING:
@@ -121,7 +121,7 @@ async def drain(
     states: dict[Any, bool | None] = server.__dict__.setdefault("states", {})
     deadline = time.monotonic() + timeout
     began = clock()
-    grace = min(idle_grace, timeout)
+    grace = grace_within(idle_grace, timeout)
     idle_since: dict[Any, float] = {}
     fin: dict[Any, float] = {}
     closing: dict[Any, asyncio.Future[None]] = {}

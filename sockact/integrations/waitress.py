@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Iterable, MutableMapping
 from typing import Any
 
-from ..serve._grace import DEFAULT_GRACE, LINGER, expired, half_close
+from ..serve._grace import DEFAULT_GRACE, LINGER, expired, grace_within, half_close
 from ._service import Listen, Service, unread
 
 __all__ = ["run"]
@@ -94,7 +94,7 @@ class _Loop:
         self.server = server
         self.map: dict[int, Any] = server.map if hasattr(server, "map") else server._map
         self.timeout = timeout
-        self.grace = min(grace, timeout)
+        self.grace = grace_within(grace, timeout)
         self._clock = clock
         self._draining = False
         self._deadline = 0.0

@@ -118,7 +118,7 @@ class ConnectionSet:
         self.draining = True
         self._empty = asyncio.Event()
         began = self._clock()
-        grace = min(self.idle_grace, timeout)
+        grace = grace_within(self.idle_grace, timeout)
         for transport, state in self._busy.items():
             if state is False:
                 self._idle_since[transport] = began

@@ -31,14 +31,15 @@ LINGER = 1.0
 
 
 def grace_within(grace: float, timeout: float) -> float:
-    """``grace`` bounded by the drain ``timeout``.
+    """``grace`` bounded by the drain ``timeout``: at most half of it, so that a connection idle
+    through the whole drain is closed cleanly (FIN) before the deadline would cut it.
 
     Raises:
         ValueError: ``grace`` is negative or not a number.
     """
     if not (grace >= 0) or math.isinf(grace):
         raise ValueError(f"idle_grace must be a number of seconds >= 0, not {grace!r}")
-    return max(0.0, min(grace, timeout))
+    return max(0.0, min(grace, timeout / 2))
 
 
 def expired(idle_since: float, drain_began: float, now: float, grace: float) -> bool:

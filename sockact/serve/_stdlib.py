@@ -75,7 +75,8 @@ class HTTPServer(http.server.ThreadingHTTPServer):
         self._below_limit = threading.Condition(self._lock)
         self._busy: dict[socket.socket, bool | None] = {}  # None: accepted, no request yet
         self._drain_deadline = 0.0
-        self._closing: dict[socket.socket, float] = {}  # FIN sent (time.monotonic()), client's EOF awaited
+        self._closing: set[socket.socket] = set()  # idle past the grace: its handler is to end it
+        self._polling: set[socket.socket] = set()  # handlers waiting in poll(), not in a blocking read
         self._all_closed = threading.Condition(self._lock)
         self._wake_r, self._wake_w = os.pipe2(os.O_CLOEXEC)
 
@@ -102,13 +103,13 @@ class HTTPServer(http.server.ThreadingHTTPServer):
 
     def shutdown_request(self, request: Any) -> None:
         if self.draining:
-            # FIN, then drop what the client still sends until it closes: closing with unread bytes
-            # would make the kernel answer with RST.
+            # FIN, then drop what the client still sends until it closes (an idle one gets LINGER s
+            # to answer our FIN): closing with unread bytes would make the kernel send RST.
             half_close(request)
             discard(request, LINGER if request in self._closing else 0.0)
         with self._lock:
             self._busy.pop(request, None)
-            self._closing.pop(request, None)
+            self._closing.discard(request)
             self._below_limit.notify()
             if not self._busy:
                 self._all_closed.notify_all()
@@ -122,38 +123,43 @@ class HTTPServer(http.server.ThreadingHTTPServer):
         """
         if not self.draining and isinstance(rfile, io.BufferedReader) and not isinstance(conn, ssl.SSLSocket):
             # The plain handler's cost: one blocking read into rfile's buffer, where the handler then
-            # finds the request (no syscall of ours). A drain ends this read by a FIN to the client,
-            # whose close is then read here as EOF. (TLS connections wait in poll().)
+            # finds the request (no syscall of ours). A drain ends this read (shutdown(SHUT_RD): EOF)
+            # when the connection stayed idle past the grace. (TLS connections wait in poll().)
             try:
                 arrived = bool(rfile.peek(1))
             except OSError:
                 return True  # a reset or error: let the handler read it and finish
             if not arrived:
                 return False
-            if self.draining:  # woke during a drain, which may have closed the connection meanwhile
+            if self.draining:  # woke during a drain, which may have chosen to close it meanwhile
                 return self._start_request(conn)
             self._busy[conn] = True  # see request_done: no lock for a state change
             return True
-        while True:
-            if _buffered(conn, rfile):
-                return self._start_request(conn)
-            if self.draining:
-                with self._lock:
-                    fin = self._closing.get(conn)
-                remaining = self._drain_deadline - time.monotonic()
-                if fin is not None and time.monotonic() - fin >= LINGER:
-                    return False  # the client never closed after our FIN
-                if remaining <= 0:
-                    return False
-                readable([conn.fileno()], max(min(remaining, 0.05), 0.001))
-                continue
-            readable([conn.fileno(), self._wake_r], None)  # then look again: data first
+        with self._lock:
+            self._polling.add(conn)  # the drain then never shuts its reading side (see _close_idle)
+        try:
+            while True:
+                if _buffered(conn, rfile):
+                    return self._start_request(conn)
+                if self.draining:
+                    with self._lock:
+                        closing = conn in self._closing
+                    remaining = self._drain_deadline - time.monotonic()
+                    if closing or remaining <= 0:
+                        return False
+                    readable([conn.fileno()], max(min(remaining, 0.05), 0.001))
+                    continue
+                readable([conn.fileno(), self._wake_r], None)  # then look again: data first
+        finally:
+            with self._lock:
+                self._polling.discard(conn)
 
     def _start_request(self, conn: socket.socket) -> bool:
-        """Request bytes (or EOF) arrived: busy, unless the drain closed the connection first."""
+        """Request bytes (or EOF) arrived: busy. Also when the drain chose to close the connection a
+        moment before: nothing was sent to the client yet, so the request is answered (and its
+        response says ``Connection: close``)."""
         with self._lock:
-            if conn in self._closing:
-                return False
+            self._closing.discard(conn)
             self._busy[conn] = True
         return True
 
@@ -186,17 +192,16 @@ class HTTPServer(http.server.ThreadingHTTPServer):
         self.shutdown()  # the accept loop ends; until then it still serves normally
         self.socket.close()  # close, never shutdown(): a successor may share this socket
         deadline = time.monotonic() + timeout
-        grace = min(self.idle_grace, timeout)
+        grace = grace_within(self.idle_grace, timeout)
         began = self._clock()
         idle_since: dict[socket.socket, float] = {}
-        woken: set[socket.socket] = set()
         with self._lock:
             self._drain_deadline = deadline
             self.draining = True
         os.write(self._wake_w, b"x")  # wakes every idle TLS connection; never read, so it stays readable
         with self._lock:
             while self._busy:
-                self._close_idle(began, grace, idle_since, woken)
+                self._close_idle(began, grace, idle_since)
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or (hammer is not None and hammer.is_set()):
                     break
@@ -209,24 +214,19 @@ class HTTPServer(http.server.ThreadingHTTPServer):
                 pass
         return len(cut)
 
-    def _close_idle(
-        self, began: float, grace: float, idle_since: dict[socket.socket, float], woken: set[socket.socket]
-    ) -> None:
-        """One look at every connection (under the lock): FIN to those idle past the grace, and wake
-        the handler of one whose client never answered the FIN within :data:`LINGER`."""
+    def _close_idle(self, began: float, grace: float, idle_since: dict[socket.socket, float]) -> None:
+        """One look at every connection (under the lock): those idle past the grace with nothing
+        arriving are to be closed by their handler, which is woken (FIN and discard: see
+        :meth:`shutdown_request`); a request that still comes first is answered."""
         now = self._clock()
         for conn, state in self._busy.items():
-            fin = self._closing.get(conn)
-            if fin is not None:
-                if conn not in woken and time.monotonic() - fin >= LINGER and not isinstance(conn, ssl.SSLSocket):
-                    woken.add(conn)
-                    _wake_idle(conn)
-            elif state is False:
-                since = idle_since.setdefault(conn, now)  # idle at drain start, or since it was first seen so
+            if state is False and conn not in self._closing:
+                since = idle_since.setdefault(conn, now)  # idle at drain start, or since first seen so
                 if expired(since, began, now, grace) and not readable([conn.fileno()], 0):
-                    self._closing[conn] = time.monotonic()
-                    half_close(conn)
-            else:
+                    self._closing.add(conn)
+                    if conn not in self._polling:  # polling handlers see _closing within 50 ms
+                        _wake_idle(conn)
+            elif state is not False:
                 idle_since.pop(conn, None)
 
     def server_close(self) -> None:
@@ -240,8 +240,8 @@ class HTTPServer(http.server.ThreadingHTTPServer):
 
 
 def _wake_idle(conn: socket.socket) -> None:
-    """End a blocking read on a connection the drain closed (FIN sent) whose client never closed its
-    side, unless bytes are queued (then the handler wakes with them and drops them).
+    """End the blocking read of an idle connection's handler, unless request bytes are queued (then
+    the handler wakes with them and serves the request, saying ``Connection: close``).
 
     shutdown(SHUT_RD) ends a read in progress with EOF and keeps bytes already queued readable (Linux).
     TLS connections are skipped (``SSLSocket.shutdown`` drops the TLS state): they wait in poll().
