@@ -17,10 +17,11 @@ import time
 from collections.abc import Callable, Iterator
 
 import pytest
+from test_serve_drain import Handler
 
 from sockact._loadgen import _read_response
 from sockact._poll import readable
-from sockact.serve import Acceptor, ConnectionSet, HTTPRequestHandler, HTTPServer
+from sockact.serve import Acceptor, ConnectionSet, HTTPServer
 from sockact.serve._grace import expired, grace_within
 
 from helpers import ROOT
@@ -61,18 +62,6 @@ class Clock:
         with self._cond:
             target = self.calls + more
             assert self._cond.wait_for(lambda: self.calls >= target, 5), "the drain stopped looking"
-
-
-class Handler(HTTPRequestHandler):
-    def do_GET(self) -> None:
-        body = b"pid 0\n"
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
 
 
 class Server:
