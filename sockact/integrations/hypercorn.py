@@ -8,7 +8,11 @@ handling is replaced by the upgrader's. hypercorn's graceful shutdown closes idl
 connections at once, so the drain first makes every HTTP/1 response say ``Connection: close`` (an
 ASGI middleware around the wrapped app) and starts that shutdown only once no request has begun or
 ended for ``idle_grace`` seconds, with what is left of ``drain_timeout`` as ``graceful_timeout``.
-HTTP/2 connections are drained by hypercorn's GOAWAY. Other keyword arguments set ``hypercorn.config.Config`` attributes
+HTTP/2 has no ``Connection: close``: hypercorn answers the shutdown with GOAWAY on an idle HTTP/2
+connection, but a stream a client opens after it began is reset (RST_STREAM, then
+MAX_CONCURRENT_STREAMS 0), and streams keep the server from being quiet, so a busy HTTP/2
+connection holds the drain until ``drain_timeout``; a GOAWAY at the start of the drain is not
+sent yet (known gap). Other keyword arguments set ``hypercorn.config.Config`` attributes
 (``certfile=``, ``keyfile=``, ``keep_alive_timeout=``…); with a certificate every listener serves TLS.
 hypercorn re-``listen()``s each socket with ``Config.backlog``: sockact sets it to ``socket.SOMAXCONN``
 (systemd's default Backlog=) unless given.
