@@ -113,6 +113,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"| failed | {result.failed} |")
     print(f"| zombies left | {zombies} |")
     print(f"| notify receiver directories left | {stale} |")
+    for error in result.errors[:10]:  # what failed, never only how many
+        print(f"- {error}")
     return 0 if result.failed == 0 and zombies == 0 and stale == 0 else 1
 
 

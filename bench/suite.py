@@ -101,7 +101,10 @@ Machine: {machine}. One machine, also doing other work: medians, not promises. T
 (the pyenv shim adds ~55 ms to every start), loopback only, every loop bounded. Tests only check that
 the benches still run (`tests/test_bench.py`), never a timing. What the figures mean, and where sockact
 falls short of a goal, is in the README's "Benchmarks" section; docs/RELIABILITY.md has the soak and
-fault benches.
+fault benches. Clients that never retry measured the reload figures: the built-in generator (a
+request lost on a reused keep-alive connection is failed; "retry would survive" counts those a
+client retrying once would have got answered) and, in the same run, wrk (16 keep-alive connections,
+16 sending `Connection: close`).
 
 ![requests/s and failures per 100 ms across reloads: sockact, naive restart, gunicorn USR2](reload-timeline.png)
 

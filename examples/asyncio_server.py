@@ -73,7 +73,8 @@ class HTTP(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         assert self.transport is not None
-        self.connections.busy(self.transport)
+        if not self.connections.busy(self.transport):
+            return  # the drain closed this idle connection (FIN sent): nothing more is answered
         self.buffer += data
         self.process()
 

@@ -240,3 +240,37 @@ def assert_zero_downtime(run: dict[str, object], reloads: int) -> None:
     codes: Any = run["codes"]
     bad = {pid: code for pid, code in codes.items() if code not in (0, None)}
     assert not bad, (bad, output[-3000:])
+
+
+def wrk_across_reloads(
+    argv: Sequence[str], port: int, env: dict[str, str], log: str, reloads: int, signal_started: bool = False
+) -> dict[str, Any]:
+    """Start ``argv`` on 127.0.0.1:``port`` and reload it ``reloads`` times under two wrk runs at once —
+    16 keep-alive connections, and 16 sending ``Connection: close`` — with a request in flight across
+    the 2nd reload; then stop it. Returns both wrk results, the pids and the in-flight outcome."""
+    from sockact._wrk import Wrk
+
+    url = f"http://127.0.0.1:{port}/"
+    proc, pid = start(argv, port, env, log)
+    pids = [pid]
+    across: dict[str, object] = {}
+    results: dict[str, object] = {}
+    try:
+        with Wrk(url, connections=16) as keepalive, Wrk(url, connections=16, close=True) as closing:
+            time.sleep(0.2)  # both wrk runs have their connections open (a poll would be a request of ours)
+            thread = None
+            for i in range(reloads):
+                if i == 1:
+                    thread, across = in_flight(port)
+                pids.append(reload(port, pids, target=proc.pid if signal_started else None))
+            results["keepalive"], results["close"] = keepalive.stop(), closing.stop()
+            results["output"] = {"keepalive": keepalive.output, "close": closing.output}
+        if thread is not None:
+            thread.join(20)
+    finally:
+        os.kill(proc.pid if signal_started else pids[-1], signal.SIGTERM)
+        codes = reap([proc.pid, *pids[1:]])
+        proc.wait(10)
+    with open(log) as f:
+        results["log"] = f.read()
+    return {**results, "pids": pids, "across_reload": across, "codes": codes}

@@ -100,8 +100,9 @@ def _wait_connections(running: Running, busy: int, idle: int) -> None:
         time.sleep(0.001)
 
 
-def test_idle_keep_alive_connection_is_closed_at_once(tcp: Running) -> None:
-    """An idle connection does not hold the drain: its blocked read is ended and it is closed."""
+def test_idle_keep_alive_connection_is_closed_after_the_grace(tcp: Running) -> None:
+    """An idle connection does not hold the drain: after the idle grace its blocked read is ended
+    and it is closed with a FIN (tests/test_idle_grace.py pins the grace down with a clock)."""
     idle = [_connect(tcp) for _ in range(3)]
     for sock in idle:
         assert _get(sock) == (200, b"/", False)
@@ -169,7 +170,7 @@ def test_wake_idle_leaves_a_connection_with_queued_bytes_alone() -> None:
         assert c.recv(1) == b""
 
 
-def test_idle_unix_connection_is_closed_at_once(tmp_path: object) -> None:
+def test_idle_unix_connection_is_closed_after_the_grace(tmp_path: object) -> None:
     path = os.path.join(str(tmp_path), "s")
     sock = socket.socket(socket.AF_UNIX)
     sock.bind(path)
@@ -188,8 +189,8 @@ def test_idle_unix_connection_is_closed_at_once(tmp_path: object) -> None:
         running.server.server_close()
 
 
-def test_idle_tls_connection_is_closed_at_once(tmp_path: object) -> None:
-    """TLS connections wait in poll() (SSLSocket cannot shut one side): the wake-up pipe ends them."""
+def test_idle_tls_connection_is_closed_after_the_grace(tmp_path: object) -> None:
+    """TLS connections wait in poll() (SSLSocket cannot shut one side) and see the drain's decision."""
     cert, key = make_certificate(str(tmp_path))
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert, key)

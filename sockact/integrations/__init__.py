@@ -23,4 +23,8 @@ or ``{name: address}`` matched against FileDescriptorName=):
   keeps serving.
 * ``pidfile``: hand over by PID file (default ``$SOCKACT_PIDFILE``; pair with PIDFile= in the unit).
 * ``environ``: where LISTEN_* and NOTIFY_SOCKET are read (default ``os.environ``).
+* ``idle_grace`` (0.5 s, at most half of ``drain_timeout``): while draining, every response says
+  ``Connection: close`` and its connection closes after it; a keep-alive connection is closed
+  without a response only once it (uvicorn, hypercorn, aiohttp: the whole server) has been silent
+  that long — a client whose next request is already on its way is answered, never cut.
 """

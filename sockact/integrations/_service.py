@@ -13,12 +13,7 @@ from .._notify import ready
 from .._poll import readable
 from .._upgrade import Upgrader
 
-__all__ = ["Listen", "Service", "finish", "listen_spec", "quiesce", "ready_async", "unread"]
-
-#: After stopping accepting, how long a server goes on before its graceful shutdown closes idle
-#: keep-alive connections: a request its client sent just before (typically right after the
-#: previous response) reaches the server and is served instead of meeting a closed connection.
-SETTLE = 0.1
+__all__ = ["Listen", "Service", "finish", "listen_spec", "ready_async", "unread"]
 
 #: An address in ListenStream= syntax ("127.0.0.1:8000", "8000", "/run/app.sock", "[::1]:80"), or
 #: a mapping of names (FileDescriptorName= in the .socket unit) to such addresses.
@@ -164,14 +159,3 @@ def unread(sock: socket.socket | None) -> bool:
     if sock is None or sock.fileno() < 0:
         return False
     return bool(readable([sock.fileno()], 0))
-
-
-async def quiesce(sockets: list[socket.socket]) -> None:
-    """Stop accepting on ``sockets`` (see :func:`sockact.serve.stop_accepting`), then let requests
-    already on their way arrive (:data:`SETTLE`) before the server's own shutdown starts."""
-    import asyncio
-
-    from ..serve import stop_accepting
-
-    await stop_accepting(sockets)
-    await asyncio.sleep(SETTLE)

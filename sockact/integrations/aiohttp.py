@@ -4,8 +4,11 @@
     sockact_aiohttp.run(app, "127.0.0.1:8000", drain_timeout=30, ssl_context=ctx)
 
 Each socket becomes a ``web.SockSite`` (its family kept: TCP, IPv6 or unix) on one ``AppRunner``
-without aiohttp's signal handling; the upgrader owns the signals, and ``AppRunner.cleanup()`` —
-aiohttp's graceful shutdown with ``shutdown_timeout`` := ``drain_timeout`` — drains.
+without aiohttp's signal handling; the upgrader owns the signals. ``AppRunner.cleanup()`` —
+aiohttp's graceful shutdown — closes idle keep-alive connections at once, so the drain first makes
+every response close its connection (a middleware and an ``on_response_prepare`` hook added to
+``app``) and calls it only once no request has begun or ended for ``idle_grace`` seconds, with what
+is left of ``drain_timeout`` as its ``shutdown_timeout``.
 ``ssl_context`` serves HTTPS on every listener; other keyword arguments go to ``web.AppRunner``.
 """
 
@@ -17,7 +20,10 @@ import ssl
 from collections.abc import MutableMapping
 from typing import Any
 
-from ._service import Listen, Service, finish, quiesce, ready_async
+from ..serve import stop_accepting
+from ..serve._grace import DEFAULT_GRACE
+from ._quiet import Activity
+from ._service import Listen, Service, finish, ready_async
 
 __all__ = ["run", "serve"]
 
@@ -41,10 +47,32 @@ async def serve(
     pidfile: str | None = None,
     environ: MutableMapping[str, str] | None = None,
     ssl_context: ssl.SSLContext | None = None,
+    idle_grace: float = DEFAULT_GRACE,
     **runner_options: Any,
 ) -> str:
     """:func:`run` in the running loop (the common options: :mod:`sockact.integrations`)."""
+    import time
+
     from aiohttp import web
+
+    activity = Activity(idle_grace)
+
+    @web.middleware
+    async def count(request: Any, handler: Any) -> Any:
+        activity.begin()
+        try:
+            return await handler(request)
+        finally:
+            activity.end()
+
+    async def last_response(request: Any, response: Any) -> None:
+        if activity.draining:
+            response.force_close()  # aiohttp closes the connection after this response
+            if request.version >= (1, 1):  # aiohttp ≥ 3.10 has chosen the headers before this hook runs
+                response.headers["Connection"] = "close"
+
+    app.middlewares.append(count)
+    app.on_response_prepare.append(last_response)
 
     with Service(
         listen, drain_timeout=drain_timeout, ready_timeout=ready_timeout, pidfile=pidfile, environ=environ
@@ -57,7 +85,11 @@ async def serve(
                 await site.start()
             await ready_async(service, "aiohttp")
             outcome = await service.upgrader.wait_async()
-            await quiesce(service.sockets)
+            deadline = time.monotonic() + drain_timeout
+            await stop_accepting(service.sockets)
+            await activity.quiet(drain_timeout, service.upgrader.hammer)
+            if hasattr(runner, "_shutdown_timeout"):  # aiohttp reads it when cleanup() runs
+                runner._shutdown_timeout = max(deadline - time.monotonic(), 0.1)
             cleanup = asyncio.ensure_future(runner.cleanup())
             await finish(cleanup, service.upgrader.hammer, cleanup.cancel)
         finally:

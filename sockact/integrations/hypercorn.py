@@ -4,8 +4,15 @@
     sockact_hypercorn.run(app, "127.0.0.1:8000", drain_timeout=30, certfile=..., keyfile=...)
 
 The sockets go to hypercorn's asyncio worker as they are (TCP, IPv6 or unix); hypercorn's signal
-handling is replaced by the upgrader's, and its graceful shutdown (``graceful_timeout`` :=
-``drain_timeout``) drains. Other keyword arguments set ``hypercorn.config.Config`` attributes
+handling is replaced by the upgrader's. hypercorn's graceful shutdown closes idle keep-alive
+connections at once, so the drain first makes every HTTP/1 response say ``Connection: close`` (an
+ASGI middleware around the wrapped app) and starts that shutdown only once no request has begun or
+ended for ``idle_grace`` seconds, with what is left of ``drain_timeout`` as ``graceful_timeout``.
+HTTP/2 has no ``Connection: close``: hypercorn answers the shutdown with GOAWAY on an idle HTTP/2
+connection, but a stream a client opens after it began is reset (RST_STREAM, then
+MAX_CONCURRENT_STREAMS 0), and streams keep the server from being quiet, so a busy HTTP/2
+connection holds the drain until ``drain_timeout``; a GOAWAY at the start of the drain is not
+sent yet (known gap). Other keyword arguments set ``hypercorn.config.Config`` attributes
 (``certfile=``, ``keyfile=``, ``keep_alive_timeout=``…); with a certificate every listener serves TLS.
 hypercorn re-``listen()``s each socket with ``Config.backlog``: sockact sets it to ``socket.SOMAXCONN``
 (systemd's default Backlog=) unless given.
@@ -25,7 +32,10 @@ from collections.abc import MutableMapping
 from typing import Any
 
 from .._errors import SockactError
-from ._service import Listen, Service, finish, quiesce, ready_async
+from ..serve import stop_accepting
+from ..serve._grace import DEFAULT_GRACE
+from ._quiet import Activity, asgi_middleware
+from ._service import Listen, Service, finish, ready_async
 
 __all__ = ["run", "serve"]
 
@@ -49,9 +59,12 @@ async def serve(
     ready_timeout: float = 60.0,
     pidfile: str | None = None,
     environ: MutableMapping[str, str] | None = None,
+    idle_grace: float = DEFAULT_GRACE,
     **config: Any,
 ) -> str:
     """:func:`run` in the running loop (the common options: :mod:`sockact.integrations`)."""
+    import time
+
     from hypercorn.asyncio.run import worker_serve
     from hypercorn.config import Config, Sockets
     from hypercorn.utils import wrap_app
@@ -80,9 +93,9 @@ async def serve(
             accepting.set()
             await shutdown.wait()
 
-        task = asyncio.ensure_future(
-            worker_serve(wrap_app(app, cfg.wsgi_max_body_size, None), cfg, sockets=sockets, shutdown_trigger=trigger)
-        )
+        activity = Activity(idle_grace)
+        wrapped = asgi_middleware(wrap_app(app, cfg.wsgi_max_body_size, None), activity)
+        task = asyncio.ensure_future(worker_serve(wrapped, cfg, sockets=sockets, shutdown_trigger=trigger))  # type: ignore[arg-type]
         started = asyncio.ensure_future(accepting.wait())
         await asyncio.wait([task, started], return_when=asyncio.FIRST_COMPLETED)
         if task.done():
@@ -97,7 +110,10 @@ async def serve(
             await task
             return "failed"
         outcome = waiting.result()
-        await quiesce(service.sockets)
+        deadline = time.monotonic() + drain_timeout
+        await stop_accepting(service.sockets)
+        await activity.quiet(drain_timeout, service.upgrader.hammer)
+        cfg.graceful_timeout = max(deadline - time.monotonic(), 0.1)
         shutdown.set()
         await finish(task, service.upgrader.hammer, task.cancel)
         return outcome

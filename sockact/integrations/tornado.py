@@ -5,9 +5,10 @@
 
 The sockets go to ``HTTPServer.add_sockets`` as they are (TCP, IPv6 or unix). tornado's own
 ``close_all_connections()`` closes connections mid-request, so the drain here is sockact's: stop
-accepting, answer requests already read with ``Connection: close``, close idle keep-alive
-connections, give a new connection until the deadline to send its first request, then close what is
-left. Keyword arguments go to ``tornado.httpserver.HTTPServer`` (``ssl_options=``, ``xheaders=``…).
+accepting, answer every request with ``Connection: close``, close a keep-alive connection unanswered
+only once it stayed silent for ``idle_grace`` seconds of the drain (with a FIN; tornado reads the
+client's close), give a new connection until the deadline to send its first request, then close
+what is left. Keyword arguments go to ``tornado.httpserver.HTTPServer`` (``ssl_options=``, ``xheaders=``…).
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
-from ._service import SETTLE, Listen, Service, ready_async, unread
+from ..serve._grace import DEFAULT_GRACE, LINGER, expired, grace_within, half_close
+from ._service import Listen, Service, ready_async, unread
 
 if TYPE_CHECKING:
     from tornado.httpserver import HTTPServer
@@ -44,6 +46,7 @@ async def serve(
     ready_timeout: float = 60.0,
     pidfile: str | None = None,
     environ: MutableMapping[str, str] | None = None,
+    idle_grace: float = DEFAULT_GRACE,
     **server_options: Any,
 ) -> str:
     """:func:`run` in the running loop (the common options: :mod:`sockact.integrations`)."""
@@ -56,7 +59,7 @@ async def serve(
         server.add_sockets(service.sockets)
         await ready_async(service, "tornado")
         outcome = await service.upgrader.wait_async()
-        await drain(server, drain_timeout, service.upgrader.hammer)
+        await drain(server, drain_timeout, service.upgrader.hammer, idle_grace=idle_grace)
         return outcome
 
 
@@ -102,24 +105,44 @@ def _draining_server(app: Any, options: dict[str, Any]) -> HTTPServer:
     return Draining(app, **options)
 
 
-async def drain(server: HTTPServer, timeout: float, hammer: threading.Event | None = None) -> int:
-    """Stop accepting, let requests in progress finish (their responses say Connection: close), close
-    idle connections, and after ``timeout`` close the rest; return how many were cut."""
+async def drain(
+    server: HTTPServer,
+    timeout: float,
+    hammer: threading.Event | None = None,
+    *,
+    idle_grace: float = DEFAULT_GRACE,
+    clock: Callable[[], float] = time.monotonic,
+) -> int:
+    """Stop accepting, let requests finish (their responses say Connection: close), close connections
+    silent for ``idle_grace`` seconds of the drain (FIN, then tornado reads the client's close), and
+    after ``timeout`` close the rest; return how many were cut. ``clock``: the grace's clock."""
     server.stop()  # removes the accept handlers, closes this process's copies of the sockets
     server.conn_params.no_keep_alive = True  # requests read from now on are answered with Connection: close
     states: dict[Any, bool | None] = server.__dict__.setdefault("states", {})
     deadline = time.monotonic() + timeout
+    began = clock()
+    grace = grace_within(idle_grace, timeout)
+    idle_since: dict[Any, float] = {}
+    fin: dict[Any, float] = {}
     closing: dict[Any, asyncio.Future[None]] = {}
-    idle_before: set[Any] = set()
-    await asyncio.sleep(SETTLE)  # a request already on its way arrives before idle connections close
     while True:
-        # Idle on two looks in a row, with nothing arriving: tornado reads a request's head and calls
-        # headers_received() a loop iteration later, so one look could catch a request in between.
-        idle_now = {conn for conn, state in states.items() if state is False and not _arriving(conn)}
-        for conn in idle_now & idle_before:
-            if conn not in closing:
-                closing[conn] = asyncio.ensure_future(conn.close())
-        idle_before = idle_now
+        now = clock()
+        for conn, state in list(states.items()):
+            if conn in closing:
+                continue
+            if conn in fin:
+                if time.monotonic() - fin[conn] >= LINGER:  # the client ignored our FIN
+                    closing[conn] = asyncio.ensure_future(conn.close())
+            elif state is False and not _arriving(conn):
+                # tornado reads a request's head and calls headers_received() a loop iteration
+                # later: _arriving() sees those bytes in its buffer meanwhile.
+                if expired(idle_since.setdefault(conn, now), began, now, grace):
+                    fin[conn] = time.monotonic()
+                    sock = getattr(getattr(conn, "stream", None), "socket", None)
+                    if sock is None or not half_close(sock):
+                        closing[conn] = asyncio.ensure_future(conn.close())
+            else:
+                idle_since.pop(conn, None)
         open_ = [conn for conn in states if conn not in closing]
         if not open_ or time.monotonic() >= deadline or (hammer is not None and hammer.is_set()):
             break

@@ -5,9 +5,13 @@
 
 Every inherited socket is handed to ``uvicorn.Server.serve(sockets=...)`` as the socket it is (TCP,
 IPv6 or unix) — uvicorn's own ``--fd`` assumes AF_UNIX. uvicorn's signal handling is replaced by the
-upgrader's (SIGHUP reloads in place; SIGTERM/SIGINT drain; a second one cuts the drain short), and
-its graceful shutdown (``timeout_graceful_shutdown`` := ``drain_timeout``) does the draining.
-Other keyword arguments go to ``uvicorn.Config`` (``ssl_certfile=``, ``ssl_keyfile=``, ``log_level=``…).
+upgrader's (SIGHUP reloads in place; SIGTERM/SIGINT drain; a second one cuts the drain short).
+uvicorn's graceful shutdown closes idle keep-alive connections at once — under a client whose next
+request is on its way — so the drain first makes every response say ``Connection: close`` (an ASGI
+middleware) and starts that shutdown only once no request has begun or ended for ``idle_grace``
+seconds (:mod:`sockact.integrations._quiet`), with what is left of ``drain_timeout`` as
+``timeout_graceful_shutdown``. Other keyword arguments go to ``uvicorn.Config`` (``ssl_certfile=``,
+``ssl_keyfile=``, ``log_level=``…).
 """
 
 from __future__ import annotations
@@ -17,7 +21,10 @@ import contextlib
 from collections.abc import Generator, MutableMapping
 from typing import Any
 
-from ._service import Listen, Service, finish, quiesce, ready_async
+from ..serve import stop_accepting
+from ..serve._grace import DEFAULT_GRACE
+from ._quiet import Activity, asgi_middleware
+from ._service import Listen, Service, finish, ready_async
 
 __all__ = ["run", "serve"]
 
@@ -41,9 +48,12 @@ async def serve(
     ready_timeout: float = 60.0,
     pidfile: str | None = None,
     environ: MutableMapping[str, str] | None = None,
+    idle_grace: float = DEFAULT_GRACE,
     **config: Any,
 ) -> str:
     """:func:`run` in the running loop (the common options: :mod:`sockact.integrations`)."""
+    import time
+
     import uvicorn
 
     class Server(uvicorn.Server):
@@ -55,7 +65,8 @@ async def serve(
     with Service(
         listen, drain_timeout=drain_timeout, ready_timeout=ready_timeout, pidfile=pidfile, environ=environ
     ) as service:
-        server = Server(uvicorn.Config(app, **config))
+        activity = Activity(idle_grace)
+        server = Server(uvicorn.Config(asgi_middleware(app, activity), **config))
         task = asyncio.ensure_future(server.serve(sockets=service.sockets))
         while not server.started:  # uvicorn has no started event; bounded by the task itself
             if task.done():
@@ -70,7 +81,10 @@ async def serve(
             await task
             return "failed"
         outcome = waiting.result()
-        await quiesce(service.sockets)
+        deadline = time.monotonic() + drain_timeout
+        await stop_accepting(service.sockets)
+        await activity.quiet(drain_timeout, service.upgrader.hammer)
+        server.config.timeout_graceful_shutdown = max(deadline - time.monotonic(), 0.1)  # type: ignore[assignment]
         server.should_exit = True
         await finish(task, service.upgrader.hammer, lambda: setattr(server, "force_exit", True))
         return outcome

@@ -4,9 +4,10 @@
     sockact_waitress.run(app, "127.0.0.1:8000", drain_timeout=30, threads=8)
 
 The sockets go to ``waitress.create_server(sockets=...)`` as they are (TCP, IPv6 or unix). waitress
-has no graceful shutdown, so sockact runs its loop and drains it: stop accepting, answer requests in
-progress with ``Connection: close``, close idle keep-alive channels, give a new connection until the
-deadline to send its first request, then close the rest. Other keyword arguments are waitress
+has no graceful shutdown, so sockact runs its loop and drains it: stop accepting, answer every
+request with ``Connection: close``, close a keep-alive channel unanswered only once it stayed silent
+for ``idle_grace`` seconds of the drain (with a FIN; waitress reads the client's close), give a new
+connection until the deadline to send its first request, then close the rest. Other keyword arguments are waitress
 adjustments (``threads=``, ``channel_timeout=``…). waitress serves no TLS; put it behind a proxy
 that does. waitress re-``listen()``s each socket with ``backlog``: sockact passes
 ``socket.SOMAXCONN`` (systemd's default Backlog=) unless given.
@@ -20,7 +21,8 @@ import time
 from collections.abc import Callable, Iterable, MutableMapping
 from typing import Any
 
-from ._service import SETTLE, Listen, Service, unread
+from ..serve._grace import DEFAULT_GRACE, LINGER, expired, grace_within, half_close
+from ._service import Listen, Service, unread
 
 __all__ = ["run"]
 
@@ -35,6 +37,7 @@ def run(
     ready_timeout: float = 60.0,
     pidfile: str | None = None,
     environ: MutableMapping[str, str] | None = None,
+    idle_grace: float = DEFAULT_GRACE,
     **adjustments: Any,
 ) -> str:
     """Serve ``app`` until a successor took over (``"upgraded"``) or a stop signal (``"stop"``), then
@@ -66,7 +69,7 @@ def run(
         server = create_server(app, sockets=service.sockets, **adjustments)
         for dispatcher in _Loop.listeners(server):
             dispatcher.channel_class = Channel
-        loop = _Loop(server, drain_timeout)
+        loop = _Loop(server, drain_timeout, idle_grace)
         thread = threading.Thread(target=loop.run, name="waitress", daemon=True)
         thread.start()
         try:
@@ -85,13 +88,19 @@ def run(
 class _Loop:
     """waitress's asyncore loop, run here so that draining can happen between its iterations."""
 
-    def __init__(self, server: Any, timeout: float) -> None:
+    def __init__(
+        self, server: Any, timeout: float, grace: float = DEFAULT_GRACE, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.server = server
         self.map: dict[int, Any] = server.map if hasattr(server, "map") else server._map
         self.timeout = timeout
+        self.grace = grace_within(grace, timeout)
+        self._clock = clock
         self._draining = False
         self._deadline = 0.0
-        self._settled = 0.0
+        self._began = 0.0
+        self._idle_since: dict[Any, float] = {}
+        self._fin: dict[Any, float] = {}
         self._stop = threading.Event()
         self.drained = threading.Event()
 
@@ -115,8 +124,8 @@ class _Loop:
         from waitress.channel import HTTPChannel
         from waitress.server import BaseWSGIServer
 
-        expired = time.monotonic() >= self._deadline
-        settled = time.monotonic() >= self._settled
+        late = time.monotonic() >= self._deadline
+        now = self._clock()
         channels = 0
         for dispatcher in list(self.map.values()):
             if isinstance(dispatcher, BaseWSGIServer) and dispatcher.accepting:
@@ -128,17 +137,23 @@ class _Loop:
                 fresh = dispatcher.last_activity == dispatcher.creation_time
                 idle = not dispatcher.requests and dispatcher.request is None and not dispatcher.total_outbufs_len
                 idle = idle and not unread(dispatcher.socket)
-                if idle and ((not fresh and settled) or expired):
-                    dispatcher.will_close = True  # closed by the loop when it next checks writability
-                elif expired:
-                    dispatcher.handle_close()
+                fin = self._fin.get(dispatcher)
+                if late or (fin is not None and time.monotonic() - fin >= LINGER):
+                    dispatcher.handle_close()  # the deadline, or a client that ignored our FIN
+                elif fin is None and idle and not fresh:
+                    if expired(self._idle_since.setdefault(dispatcher, now), self._began, now, self.grace):
+                        self._fin[dispatcher] = time.monotonic()  # waitress reads the client's close
+                        if not half_close(dispatcher.socket):
+                            dispatcher.will_close = True
+                elif not idle:
+                    self._idle_since.pop(dispatcher, None)
         if not channels:
             self.drained.set()
 
     def drain(self, hammer: threading.Event | None) -> None:
         """Ask the loop to drain; wait until no channel is left, the timeout, or the hammer."""
         self._deadline = time.monotonic() + self.timeout
-        self._settled = time.monotonic() + SETTLE
+        self._began = self._clock()
         self._draining = True
         while not self.drained.wait(0.1):
             if (hammer is not None and hammer.is_set()) or time.monotonic() > self._deadline + 1:

@@ -7,6 +7,9 @@ import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
+from .._poll import readable
+from ._grace import DEFAULT_GRACE, LINGER, expired, grace_within, half_close
+
 if TYPE_CHECKING:
     import asyncio
     import socket
@@ -44,14 +47,25 @@ class ConnectionSet:
     """Track an asyncio server's connections so it can drain.
 
     Call :meth:`add` from ``connection_made`` (the connection is new: no request yet), :meth:`busy`
-    when request bytes arrive, :meth:`idle` after a response (it closes the transport if draining),
-    and :meth:`discard` from ``connection_lost``. Responses should say ``Connection: close`` while
-    :attr:`draining` is true. Draining closes idle connections at once; a new one keeps its chance to
-    send its first request until the deadline (its client would not retry).
+    when request bytes arrive (drop them if it returns False: the drain closed that connection),
+    :meth:`idle` after a response, and :meth:`discard` from ``connection_lost``. Responses should
+    say ``Connection: close`` while :attr:`draining` is true, and the protocol then close the
+    connection. Draining never closes a connection under a request that may be on its way: an idle
+    keep-alive connection is closed unanswered only once silent for ``idle_grace`` seconds of the
+    drain, with a FIN (the transport goes on reading until the client closes too, so no RST); a new
+    one keeps its chance to send its first request until the deadline (its client would not retry).
+    ``clock``: the grace's clock (a seam for tests).
+
+    Raises:
+        ValueError: ``idle_grace`` < 0.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, idle_grace: float = DEFAULT_GRACE, clock: Callable[[], float] = time.monotonic) -> None:
         self._busy: dict[asyncio.BaseTransport, bool | None] = {}  # None: no request yet
+        self._idle_since: dict[asyncio.BaseTransport, float] = {}  # while draining, by ``clock``
+        self._closing: dict[asyncio.BaseTransport, float] = {}  # FIN sent (time.monotonic())
+        self.idle_grace = grace_within(idle_grace, float("inf"))
+        self._clock = clock
         self.draining = False
         self._empty: asyncio.Event | None = None
         #: Called with each discarded transport (an :class:`Acceptor` counts connections per listener).
@@ -64,29 +78,37 @@ class ConnectionSet:
         """A new connection, waiting for its first request."""
         self._busy[transport] = None
 
-    def busy(self, transport: asyncio.BaseTransport) -> None:
-        """Request bytes arrived on ``transport``."""
+    def busy(self, transport: asyncio.BaseTransport) -> bool:
+        """Request bytes arrived on ``transport``; False: the drain closed it (FIN sent), drop them."""
+        if transport in self._closing:
+            return False
         if transport in self._busy:
             self._busy[transport] = True
+            self._idle_since.pop(transport, None)
+        return True
 
     def idle(self, transport: asyncio.BaseTransport) -> None:
-        """A response is complete and nothing else is pending; closes the connection when draining."""
+        """A response is complete and nothing else is pending (the drain closes the connection if it
+        stays silent through the grace)."""
         if transport in self._busy:
             self._busy[transport] = False
             if self.draining:
-                transport.close()
+                self._idle_since[transport] = self._clock()
 
     def discard(self, transport: asyncio.BaseTransport) -> None:
         """The connection is gone."""
         self._busy.pop(transport, None)
+        self._idle_since.pop(transport, None)
+        self._closing.pop(transport, None)
         for callback in self.on_discard:
             callback(transport)
         if not self._busy and self._empty is not None:
             self._empty.set()
 
     async def drain(self, servers: Iterable[Any], timeout: float, hammer: threading.Event | None = None) -> int:
-        """Close ``servers`` (stop accepting), close idle connections, wait up to ``timeout`` for busy
-        ones, then abort the rest; return how many were aborted."""
+        """Close ``servers`` (stop accepting), wait up to ``timeout`` for connections to end — busy ones
+        finish, idle ones are closed once silent for the grace — then abort the rest; return how
+        many were aborted."""
         import asyncio
 
         servers = list(servers)
@@ -95,19 +117,46 @@ class ConnectionSet:
             server.close()
         self.draining = True
         self._empty = asyncio.Event()
-        for transport, state in list(self._busy.items()):
+        began = self._clock()
+        grace = grace_within(self.idle_grace, timeout)
+        for transport, state in self._busy.items():
             if state is False:
-                transport.close()
+                self._idle_since[transport] = began
         deadline = time.monotonic() + timeout
         while self._busy and time.monotonic() < deadline and not (hammer is not None and hammer.is_set()):
+            self._close_idle(began, grace)
             try:
-                await asyncio.wait_for(self._empty.wait(), min(0.1, max(deadline - time.monotonic(), 0)))
+                await asyncio.wait_for(self._empty.wait(), min(0.02, max(deadline - time.monotonic(), 0)))
             except asyncio.TimeoutError:
                 pass
         cut = list(self._busy)
         for transport in cut:
             transport.abort()  # type: ignore[attr-defined]
         return len(cut)
+
+    def _close_idle(self, began: float, grace: float) -> None:
+        """FIN to connections silent past the grace; close those whose client ignored it for LINGER."""
+        now = self._clock()
+        for transport, state in list(self._busy.items()):
+            fin = self._closing.get(transport)
+            if fin is not None:
+                if time.monotonic() - fin >= LINGER:
+                    transport.close()
+            elif state is False and expired(self._idle_since.get(transport, began), began, now, grace):
+                fd = _fd(transport)
+                if fd >= 0 and readable([fd], 0):
+                    continue  # a request (or the client's close) is arriving: let the loop read it
+                self._closing[transport] = time.monotonic()
+                if fd < 0 or not half_close(fd):
+                    transport.close()
+
+
+def _fd(transport: asyncio.BaseTransport) -> int:
+    sock = transport.get_extra_info("socket")
+    try:
+        return int(sock.fileno()) if sock is not None else -1
+    except (OSError, ValueError):
+        return -1
 
 
 class Acceptor:

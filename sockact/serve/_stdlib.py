@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import http.server
 import io
+import math
 import os
 import socket
 import ssl
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from .._poll import readable
+from ._grace import DEFAULT_GRACE, LINGER, discard, expired, grace_within, half_close
 
 __all__ = ["HTTPServer", "HTTPRequestHandler"]
 
@@ -21,15 +24,22 @@ class HTTPServer(http.server.ThreadingHTTPServer):
 
     Every connection is tracked as new (accepted, no request yet), busy, or idle (between keep-alive
     requests). :meth:`drain` stops accepting (closes this process's copy of the socket; a successor
-    holding it keeps serving), closes idle keep-alive connections at once, lets busy ones finish
-    their request (the response says ``Connection: close``), serves the first request of new ones
-    (their client is sending it and would not retry), and after ``timeout`` shuts down what is left.
-    Use with :class:`HTTPRequestHandler` (or its methods mixed into your handler).
+    holding it keeps serving) and never closes a connection under a request that may be on its way:
+    every connection's next response says ``Connection: close`` and it is closed after it; busy
+    ones finish their request so; new ones have until the deadline for their first request (their
+    client is sending it and would not retry); a keep-alive connection that stays silent for
+    ``idle_grace`` seconds of the drain is closed unanswered with a FIN (what it still sends is read
+    and dropped, so no RST); after ``timeout`` what is left is shut down. Use with
+    :class:`HTTPRequestHandler` (or its methods mixed into your handler).
 
     ``ssl_context``: serve HTTPS — each accepted connection is wrapped, its handshake done by its own
     thread, never the accept loop. ``max_connections``: at that many open connections, stop
     accepting until one closes; the kernel's backlog holds new clients meanwhile, and no fd is taken
-    for them (rather than EMFILE, or a thread per connection without bound).
+    for them (rather than EMFILE, or a thread per connection without bound). ``idle_grace``: see
+    above (bounded by the drain timeout). ``clock``: the grace's clock (a seam for tests).
+
+    Raises:
+        ValueError: ``max_connections`` < 1 or ``idle_grace`` < 0.
     """
 
     daemon_threads = True
@@ -41,9 +51,13 @@ class HTTPServer(http.server.ThreadingHTTPServer):
         *,
         ssl_context: ssl.SSLContext | None = None,
         max_connections: int | None = None,
+        idle_grace: float = DEFAULT_GRACE,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if max_connections is not None and max_connections < 1:
             raise ValueError(f"max_connections must be at least 1, not {max_connections}")
+        self.idle_grace = grace_within(idle_grace, math.inf)
+        self._clock = clock
         super().__init__(("", 0), handler, bind_and_activate=False)
         self.socket.close()  # the socket TCPServer made; we serve on the one we were given
         # Non-blocking (as asyncio does; systemd hands sockets over blocking): during a hand-over a
@@ -61,6 +75,8 @@ class HTTPServer(http.server.ThreadingHTTPServer):
         self._below_limit = threading.Condition(self._lock)
         self._busy: dict[socket.socket, bool | None] = {}  # None: accepted, no request yet
         self._drain_deadline = 0.0
+        self._closing: set[socket.socket] = set()  # idle past the grace: its handler is to end it
+        self._polling: set[socket.socket] = set()  # handlers waiting in poll(), not in a blocking read
         self._all_closed = threading.Condition(self._lock)
         self._wake_r, self._wake_w = os.pipe2(os.O_CLOEXEC)
 
@@ -86,44 +102,66 @@ class HTTPServer(http.server.ThreadingHTTPServer):
         super().process_request(request, client_address)
 
     def shutdown_request(self, request: Any) -> None:
+        if self.draining:
+            # FIN, then drop what the client still sends until it closes (an idle one gets LINGER s
+            # to answer our FIN): closing with unread bytes would make the kernel send RST.
+            half_close(request)
+            discard(request, LINGER if request in self._closing else 0.0)
         with self._lock:
             self._busy.pop(request, None)
+            self._closing.discard(request)
             self._below_limit.notify()
             if not self._busy:
                 self._all_closed.notify_all()
         super().shutdown_request(request)
 
     def wait_for_request(self, conn: socket.socket, rfile: Any) -> bool:
-        """Block until a request starts on ``conn`` (True) or the server drains while it is idle (False).
+        """Block until a request starts on ``conn`` (True) or the connection is to end (False).
 
-        A connection that has not sent its first request yet is given until the drain deadline.
+        A connection that has not sent its first request yet is given until the drain deadline; an
+        idle one, until the drain closes it (see :meth:`drain`).
         """
         if not self.draining and isinstance(rfile, io.BufferedReader) and not isinstance(conn, ssl.SSLSocket):
             # The plain handler's cost: one blocking read into rfile's buffer, where the handler then
-            # finds the request (no syscall of ours). drain() wakes an idle connection by shutting
-            # its reading side, which ends this read with EOF. (TLS connections wait in poll().)
+            # finds the request (no syscall of ours). A drain ends this read (shutdown(SHUT_RD): EOF)
+            # when the connection stayed idle past the grace. (TLS connections wait in poll().)
             try:
                 arrived = bool(rfile.peek(1))
             except OSError:
                 return True  # a reset or error: let the handler read it and finish
-            if arrived:
-                self._busy[conn] = True  # see request_done: no lock for a state change
-            return arrived
-        while True:
-            if _buffered(conn, rfile):
-                with self._lock:
-                    self._busy[conn] = True
-                return True
-            if self.draining:
-                with self._lock:
-                    fresh = self._busy.get(conn) is None
-                remaining = self._drain_deadline - time.monotonic()
-                if not fresh or remaining <= 0:
-                    return False
-                if not readable([conn.fileno()], remaining):
-                    return False
-                continue
-            readable([conn.fileno(), self._wake_r], None)  # then look again: data first
+            if not arrived:
+                return False
+            if self.draining:  # woke during a drain, which may have chosen to close it meanwhile
+                return self._start_request(conn)
+            self._busy[conn] = True  # see request_done: no lock for a state change
+            return True
+        with self._lock:
+            self._polling.add(conn)  # the drain then never shuts its reading side (see _close_idle)
+        try:
+            while True:
+                if _buffered(conn, rfile):
+                    return self._start_request(conn)
+                if self.draining:
+                    with self._lock:
+                        closing = conn in self._closing
+                    remaining = self._drain_deadline - time.monotonic()
+                    if closing or remaining <= 0:
+                        return False
+                    readable([conn.fileno()], max(min(remaining, 0.05), 0.001))
+                    continue
+                readable([conn.fileno(), self._wake_r], None)  # then look again: data first
+        finally:
+            with self._lock:
+                self._polling.discard(conn)
+
+    def _start_request(self, conn: socket.socket) -> bool:
+        """Request bytes (or EOF) arrived: busy. Also when the drain chose to close the connection a
+        moment before: nothing was sent to the client yet, so the request is answered (and its
+        response says ``Connection: close``)."""
+        with self._lock:
+            self._closing.discard(conn)
+            self._busy[conn] = True
+        return True
 
     def request_done(self, conn: socket.socket) -> None:
         """Mark ``conn`` idle again after a response.
@@ -144,8 +182,9 @@ class HTTPServer(http.server.ThreadingHTTPServer):
     def drain(self, timeout: float, hammer: threading.Event | None = None) -> int:
         """Stop accepting and wait up to ``timeout`` s for open connections; return how many were cut.
 
-        Must not be called from the thread running ``serve_forever``. ``hammer``, when set (e.g. by a
-        second SIGTERM), ends the wait at once.
+        Idle keep-alive connections are closed (FIN) once silent for ``idle_grace`` seconds of the
+        drain (at most ``timeout``). Must not be called from the thread running ``serve_forever``.
+        ``hammer``, when set (e.g. by a second SIGTERM), ends the wait at once.
         """
         with self._lock:
             self._stopping = True
@@ -153,20 +192,20 @@ class HTTPServer(http.server.ThreadingHTTPServer):
         self.shutdown()  # the accept loop ends; until then it still serves normally
         self.socket.close()  # close, never shutdown(): a successor may share this socket
         deadline = time.monotonic() + timeout
+        grace = grace_within(self.idle_grace, timeout)
+        began = self._clock()
+        idle_since: dict[socket.socket, float] = {}
         with self._lock:
             self._drain_deadline = deadline
             self.draining = True
-        with self._lock:
-            for conn, state in self._busy.items():
-                if state is False:
-                    _wake_idle(conn)
         os.write(self._wake_w, b"x")  # wakes every idle TLS connection; never read, so it stays readable
         with self._lock:
             while self._busy:
+                self._close_idle(began, grace, idle_since)
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or (hammer is not None and hammer.is_set()):
                     break
-                self._all_closed.wait(min(remaining, 0.1) if hammer is not None else remaining)
+                self._all_closed.wait(min(remaining, 0.02))
             cut = list(self._busy)
         for conn in cut:
             try:
@@ -174,6 +213,21 @@ class HTTPServer(http.server.ThreadingHTTPServer):
             except OSError:
                 pass
         return len(cut)
+
+    def _close_idle(self, began: float, grace: float, idle_since: dict[socket.socket, float]) -> None:
+        """One look at every connection (under the lock): those idle past the grace with nothing
+        arriving are to be closed by their handler, which is woken (FIN and discard: see
+        :meth:`shutdown_request`); a request that still comes first is answered."""
+        now = self._clock()
+        for conn, state in self._busy.items():
+            if state is False and conn not in self._closing:
+                since = idle_since.setdefault(conn, now)  # idle at drain start, or since first seen so
+                if expired(since, began, now, grace) and not readable([conn.fileno()], 0):
+                    self._closing.add(conn)
+                    if conn not in self._polling:  # polling handlers see _closing within 50 ms
+                        _wake_idle(conn)
+            elif state is not False:
+                idle_since.pop(conn, None)
 
     def server_close(self) -> None:
         super().server_close()
@@ -186,13 +240,11 @@ class HTTPServer(http.server.ThreadingHTTPServer):
 
 
 def _wake_idle(conn: socket.socket) -> None:
-    """End an idle connection's blocking read between requests, unless request bytes are already
-    queued (then the handler wakes with them and serves the request, saying ``Connection: close``).
+    """End the blocking read of an idle connection's handler, unless request bytes are queued (then
+    the handler wakes with them and serves the request, saying ``Connection: close``).
 
     shutdown(SHUT_RD) ends a read in progress with EOF and keeps bytes already queued readable (Linux).
-    A request arriving after it fails as it would on any keep-alive connection the server closes.
-    TLS connections are skipped (``SSLSocket.shutdown`` drops the TLS state): they wait in poll()
-    and are woken by the server's wake-up pipe.
+    TLS connections are skipped (``SSLSocket.shutdown`` drops the TLS state): they wait in poll().
     """
     if isinstance(conn, ssl.SSLSocket):
         return
@@ -240,16 +292,26 @@ class HTTPRequestHandler(http.server.BaseHTTPRequestHandler):
         if self.connection.family in (socket.AF_INET, socket.AF_INET6):
             self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
+    _said_connection = False
+
     def handle_one_request(self) -> None:
         if not self.server.wait_for_request(self.connection, self.rfile):
             self.close_connection = True
             return
+        self._said_connection = False
         try:
             super().handle_one_request()
         finally:
             self.server.request_done(self.connection)
 
+    def send_header(self, keyword: str, value: str) -> None:
+        if keyword.lower() == "connection":
+            self._said_connection = True
+        super().send_header(keyword, value)
+
     def end_headers(self) -> None:
-        if self.server.draining and not self.close_connection:
+        # Draining: this response is the connection's last. A client's own "Connection: close"
+        # (which set close_connection) is echoed, as HTTP/1.1 clients such as wrk expect.
+        if (self.server.draining or self.close_connection) and not self._said_connection:
             self.send_header("Connection", "close")  # also sets close_connection
         super().end_headers()

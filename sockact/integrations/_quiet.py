@@ -1,0 +1,87 @@
+"""Draining servers whose own graceful shutdown closes idle keep-alive connections at once (uvicorn,
+hypercorn, aiohttp): first make every connection's next response its last, and start that shutdown
+only once the server has been quiet — no request in flight, none begun or ended — for the grace.
+
+A keep-alive client sends its next request the moment a response is complete; closing its
+connection then loses that request (see :mod:`sockact.serve._grace`). Once draining, the middleware
+here answers every request with ``Connection: close``, so each connection ends after its next
+response; a connection still open after the grace of silence is one whose client has nothing to
+send, and the server's own shutdown may close it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from ..serve._grace import DEFAULT_GRACE, expired, grace_within
+
+__all__ = ["Activity", "asgi_middleware"]
+
+
+class Activity:
+    """Requests in flight and when the last one began or ended, by ``clock`` (a seam for tests)."""
+
+    def __init__(self, idle_grace: float = DEFAULT_GRACE, clock: Callable[[], float] = time.monotonic) -> None:
+        self.idle_grace = grace_within(idle_grace, float("inf"))  # ValueError now, not at the drain
+        self.draining = False
+        self.in_flight = 0
+        self._clock = clock
+        self.last = clock()
+
+    def begin(self) -> None:
+        self.in_flight += 1
+        self.last = self._clock()
+
+    def end(self) -> None:
+        self.in_flight -= 1
+        self.last = self._clock()
+
+    async def quiet(self, timeout: float, hammer: threading.Event) -> bool:
+        """Start draining (responses say ``Connection: close``) and wait until no request is in flight
+        and none began or ended for the grace (at most ``timeout``); False if the time or the hammer
+        ran out first."""
+        import asyncio
+
+        self.draining = True
+        began = self._clock()
+        grace = grace_within(self.idle_grace, timeout)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not hammer.is_set():
+            if self.in_flight == 0 and expired(self.last, began, self._clock(), grace):
+                return True
+            await asyncio.sleep(0.02)
+        return False
+
+
+ASGIApp = Callable[..., Awaitable[None]]
+
+
+def asgi_middleware(app: ASGIApp, activity: Activity) -> ASGIApp:
+    """``app`` with its HTTP requests counted in ``activity`` and ``Connection: close`` added to an
+    HTTP/1.x response while draining or when the client asked for it (HTTP/2 has no such header: it
+    drains by GOAWAY). Extra positional arguments (hypercorn's wrapped apps take two) pass through."""
+
+    async def wrapped(scope: dict[str, Any], receive: Any, send: Any, *extra: Any) -> None:
+        if scope.get("type") != "http":
+            await app(scope, receive, send, *extra)
+            return
+        http1 = scope.get("http_version") in ("1.0", "1.1")
+        asked = any(k.lower() == b"connection" and b"close" in v.lower() for k, v in scope.get("headers", ()))
+
+        async def send_closing(message: dict[str, Any]) -> None:
+            if message.get("type") == "http.response.start" and http1 and (activity.draining or asked):
+                headers = list(message.get("headers", ()))
+                if not any(k.lower() == b"connection" for k, _ in headers):
+                    message = {**message, "headers": [*headers, (b"connection", b"close")]}
+            await send(message)
+
+        activity.begin()
+        try:
+            await app(scope, receive, send_closing, *extra)
+        finally:
+            activity.end()
+
+    return wrapped
