@@ -228,73 +228,137 @@ def get_listeners(
     items = _parse_spec(spec) if spec is not None else []
     foreign = _foreign_listen_pid(os.environ if environ is None else environ, os.getpid() if pid is None else pid)
     inherited = read_inherited(environ, pid)
-    infos = {}
-    names = dict(zip(inherited.fds, inherited.names))
-    for number in inherited.fds:
-        try:
-            infos[number] = describe_fd(number, name=False)  # the address only when a match needs it
-        except OSError as exc:  # claim_fds checked they are open; this is a race
-            raise ActivationError(f"inherited fd {number} could not be inspected: {exc}") from exc
-        _check_listenable(number, infos[number], names[number])  # Accept=yes comes before any matching
-    claimed: dict[str, int] = {}
-
+    infos, names = _inspect(inherited)
     if spec is None:
-        keys = _unique_keys(inherited.names)
-        fdnames = {}
-        for key, number in zip(keys, inherited.fds):
-            if infos[number].kind == "socket":
-                _check_inherited_name(number, names[number])
-                claimed[key] = number
-                fdnames[key] = names[number]
+        claimed, fdnames = _claim_all(inherited, infos, names)
         to_bind: list[tuple[str, Address]] = []
     else:
         fdnames = {name: name for name, _ in items}
-        wanted = {name for name, _ in items}
-        to_bind = []
-        for name, addr in items:
-            fd: int | None = next((f for f in inherited.fds if names[f] == name and f not in claimed.values()), None)
-            if fd is None:
-                fd = next(
-                    (
-                        f
-                        for f in inherited.fds
-                        if f not in claimed.values()
-                        and names[f] not in wanted
-                        and infos[f].kind == "socket"
-                        and addr.matches(infos[f].family, infos[f].type, describe_fd(f).sockname)
-                    ),
-                    None,
-                )
-            if fd is None:
-                to_bind.append((name, addr))
-                continue
-            _check_kind(name, addr, infos[fd], names[fd])
-            claimed[name] = fd
-        if to_bind and inherited.fds and not require_activation:
-            spare = [f for f in inherited.fds if f not in claimed.values() and infos[f].kind == "socket"]
-            # A predecessor's hand-over passes its own listeners: a new version may add and drop some.
-            from_predecessor = UPSTREAM_NOTIFY_VAR in (process_environ() if environ is None else environ)
-            if spare and not bind_missing and not from_predecessor:
-                raise _mismatch(to_bind, inherited, names, claimed, spare)
-            log.warning(
-                "%s: not handed over (LISTEN_FDS=%d), bound by this process%s",
-                ", ".join(f"{n}={a.text}" for n, a in to_bind),
-                len(inherited.fds),
-                f"; unclaimed: {_inherited_list(spare, names)}" if spare else "",
-            )
-        if require_activation and to_bind:
+        claimed, to_bind = _match(items, inherited, infos, names)
+        if to_bind and require_activation:
             missing = ", ".join(f"{n}={a.text}" for n, a in to_bind)
             got = ", ".join(f"fd {f} {names[f]!r}" for f in inherited.fds) or "nothing (LISTEN_FDS unset or not for us)"
             raise ActivationError(
                 f"require_activation=True but {missing} was not handed over; inherited: {got}. Add a matching "
                 "ListenStream= with FileDescriptorName= to the .socket unit, or allow binding."
             )
+        if to_bind and inherited.fds:
+            from_predecessor = UPSTREAM_NOTIFY_VAR in (process_environ() if environ is None else environ)
+            _leftovers(to_bind, inherited, infos, names, claimed, bind_missing or from_predecessor)
+    ids = unix_ids(unix_owner, unix_group)
+    sockets = _open(to_bind, claimed, infos, names, foreign, backlog=backlog, unix_mode=unix_mode, unix_ids=ids)
+    if foreign and to_bind:  # bound, but most likely not what the unit meant
+        log.warning("%s", foreign)
+    ordered = {name: sockets[name] for name in (fdnames if spec is not None else claimed)}
+    taken = set(claimed.values())  # a set: LISTEN_FDS may pass thousands of fds
+    unclaimed = {fd: names[fd] for fd in inherited.fds if fd not in taken}
+    listeners = Listeners(ordered, inherited=frozenset(claimed), unclaimed=unclaimed, fdnames=fdnames)
+    if environ is None:  # sockact's hand-over variable never reaches the app's children; NOTIFY_SOCKET on request
+        hide_private(notify_socket=hide_notify_socket)
+    env = process_environ() if environ is None else environ
+    if listeners.bound and (fdstore if fdstore is not None else fdstore_max(env) > 0):
+        with _closing_on_error(listeners):
+            for name in listeners.bound:
+                store_fds([listeners[name]], name=listeners.fdnames[name], environ=env)
+    return listeners
 
+
+def _inspect(inherited: Inherited) -> tuple[dict[int, FdInfo], dict[int, str]]:
+    """Each inherited fd's kind and family (its address only when a match needs it) and name; a
+    connected socket (Accept=yes) is refused before any matching."""
+    infos = {}
+    names = dict(zip(inherited.fds, inherited.names))
+    for number in inherited.fds:
+        try:
+            infos[number] = describe_fd(number, name=False)
+        except OSError as exc:  # claim_fds checked they are open; this is a race
+            raise ActivationError(f"inherited fd {number} could not be inspected: {exc}") from exc
+        _check_listenable(number, infos[number], names[number])
+    return infos, names
+
+
+def _claim_all(
+    inherited: Inherited, infos: Mapping[int, FdInfo], names: Mapping[int, str]
+) -> tuple[dict[str, int], dict[str, str]]:
+    """``spec=None``: every inherited socket, by name (repeated names become ``name:2`` …)."""
+    claimed, fdnames = {}, {}
+    for key, number in zip(_unique_keys(inherited.names), inherited.fds):
+        if infos[number].kind == "socket":
+            _check_inherited_name(number, names[number])
+            claimed[key] = number
+            fdnames[key] = names[number]
+    return claimed, fdnames
+
+
+def _match(
+    items: Sequence[tuple[str, Address]], inherited: Inherited, infos: Mapping[int, FdInfo], names: Mapping[int, str]
+) -> tuple[dict[str, int], list[tuple[str, Address]]]:
+    """Each spec entry's inherited fd — by FileDescriptorName=, else by address among the fds whose
+    name no entry asks for — and the entries nothing matched (to bind)."""
+    claimed: dict[str, int] = {}
+    to_bind = []
+    wanted = {name for name, _ in items}
+    for name, addr in items:
+        fd: int | None = next((f for f in inherited.fds if names[f] == name and f not in claimed.values()), None)
+        if fd is None:
+            fd = next(
+                (
+                    f
+                    for f in inherited.fds
+                    if f not in claimed.values()
+                    and names[f] not in wanted
+                    and infos[f].kind == "socket"
+                    and addr.matches(infos[f].family, infos[f].type, describe_fd(f).sockname)
+                ),
+                None,
+            )
+        if fd is None:
+            to_bind.append((name, addr))
+            continue
+        _check_kind(name, addr, infos[fd], names[fd])
+        claimed[name] = fd
+    return claimed, to_bind
+
+
+def _leftovers(
+    to_bind: Sequence[tuple[str, Address]],
+    inherited: Inherited,
+    infos: Mapping[int, FdInfo],
+    names: Mapping[int, str],
+    claimed: Mapping[str, int],
+    allowed: bool,
+) -> None:
+    """Under activation, entries nothing inherited matched: a unit/app mismatch while inherited sockets
+    go unclaimed (ActivationError, unless ``allowed``: ``bind_missing=True``, or a successor of sockact's
+    upgrader, whose new version may add and drop listeners); else bound here with a WARNING."""
+    spare = [f for f in inherited.fds if f not in claimed.values() and infos[f].kind == "socket"]
+    if spare and not allowed:
+        raise _mismatch(to_bind, inherited, names, claimed, spare)
+    log.warning(
+        "%s: not handed over (LISTEN_FDS=%d), bound by this process%s",
+        ", ".join(f"{n}={a.text}" for n, a in to_bind),
+        len(inherited.fds),
+        f"; unclaimed: {_inherited_list(spare, names)}" if spare else "",
+    )
+
+
+def _open(
+    to_bind: Sequence[tuple[str, Address]],
+    claimed: Mapping[str, int],
+    infos: Mapping[int, FdInfo],
+    names: Mapping[int, str],
+    foreign: str | None,
+    *,
+    backlog: int,
+    unix_mode: int | None,
+    unix_ids: tuple[int, int],
+) -> dict[str, socket.socket]:
+    """Bind what is to be bound and adopt what was claimed, all or nothing: on any error the sockets
+    bound here are closed and the inherited fds are left open, as they came."""
     sockets: dict[str, socket.socket] = {}
     try:
-        ids = unix_ids(unix_owner, unix_group)
         try:
-            sockets.update(bind_all(to_bind, backlog=backlog, unix_mode=unix_mode, unix_ids=ids))
+            sockets.update(bind_all(to_bind, backlog=backlog, unix_mode=unix_mode, unix_ids=unix_ids))
         except AddressError as exc:
             if foreign:  # the "in use" is most likely the socket unit holding the address for us
                 raise AddressError(f"{exc} ({foreign})", errno=exc.errno) from exc
@@ -313,26 +377,12 @@ def get_listeners(
                     ) from exc
     except BaseException:
         for name, sock in sockets.items():
-            if name not in claimed:
-                sock.close()
-        for name, sock in sockets.items():
             if name in claimed:
                 sock.detach()
+            else:
+                sock.close()
         raise
-    if foreign and to_bind:  # bound, but most likely not what the unit meant
-        log.warning("%s", foreign)
-    ordered = {name: sockets[name] for name in (fdnames if spec is not None else claimed)}
-    taken = set(claimed.values())  # a set: LISTEN_FDS may pass thousands of fds
-    unclaimed = {fd: names[fd] for fd in inherited.fds if fd not in taken}
-    listeners = Listeners(ordered, inherited=frozenset(claimed), unclaimed=unclaimed, fdnames=fdnames)
-    if environ is None:  # sockact's hand-over variable never reaches the app's children; NOTIFY_SOCKET on request
-        hide_private(notify_socket=hide_notify_socket)
-    env = process_environ() if environ is None else environ
-    if listeners.bound and (fdstore if fdstore is not None else fdstore_max(env) > 0):
-        with _closing_on_error(listeners):
-            for name in listeners.bound:
-                store_fds([listeners[name]], name=listeners.fdnames[name], environ=env)
-    return listeners
+    return sockets
 
 
 @contextlib.contextmanager
