@@ -236,6 +236,12 @@ class Driver:
             self.step(remaining)
         return True
 
+    def close_receiver(self) -> None:
+        """Close the notify receiver (a BARRIER fd still queued in it is closed, and so released). Idempotent."""
+        if self.receiver is not None:
+            self.receiver.close()
+            self.receiver = None
+
     def close_children(self) -> None:
         """Terminate a successor still starting, release held barriers and every pidfd. Idempotent;
         a child that served is left running (a successor must outlive its predecessor)."""

@@ -119,6 +119,10 @@ class Listeners(Mapping[str, socket.socket]):
         )
         return f"<Listeners {parts}>"
 
+    def passed_on(self) -> tuple[list[int], list[str]]:
+        """The fds and FileDescriptorName=s to start a successor (or a child) with, in order."""
+        return [sock.fileno() for sock in self._sockets.values()], [self.fdnames[key] for key in self._sockets]
+
     @property
     def closed(self) -> bool:
         """True once :meth:`close` ran."""

@@ -6,11 +6,12 @@ process; ``sockact units`` sets ``SOCKACT_PIDFILE`` to the same path so the app 
 
 from __future__ import annotations
 
+import logging
 import os
 
 from ._errors import UpgradeError
 
-__all__ = ["PIDFILE_VAR", "write_pidfile"]
+__all__ = ["PIDFILE_VAR", "PidFile", "write_pidfile"]
 
 #: Where an app started by a sockact-generated unit learns its PID file (the unit's PIDFile=).
 PIDFILE_VAR = "SOCKACT_PIDFILE"
@@ -48,3 +49,32 @@ def write_pidfile(path: str, pid: int) -> None:
             f"cannot write PID file {path} ({what}: {exc.strerror}); check PIDFile= and that its directory "
             "is writable by the service (RuntimeDirectory=)"
         ) from exc
+
+
+class PidFile:
+    """The PID file of a PID-file hand-over, written at the three moments the protocol needs.
+
+    systemd reads the file when the main process exits (and adopts the pid there), and also after
+    ExecReload= exits: it must name the successor only once the successor is systemd's own child,
+    i.e. as its predecessor exits — never while the predecessor, whose child it is, still lives
+    ("Supervising process N which is not our child", docs/PROTOCOL.md §9–10).
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def claim(self) -> None:
+        """A cold start names itself (a successor does not: its predecessor names it as it exits)."""
+        write_pidfile(self.path, os.getpid())
+
+    def check(self) -> None:
+        """Before a hand-over: rewrite our own pid, proving the file can be written at exit.
+        Raises UpgradeError, which fails the hand-over while this process still serves."""
+        write_pidfile(self.path, os.getpid())
+
+    def hand_to(self, pid: int) -> None:
+        """As this process exits: name the successor; a failure is logged (it is too late to undo)."""
+        try:
+            write_pidfile(self.path, pid)
+        except UpgradeError as exc:
+            logging.getLogger("sockact.upgrade").error("%s: systemd will not follow successor pid %d", exc, pid)

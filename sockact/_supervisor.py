@@ -121,8 +121,7 @@ class Supervisor(Driver):
 
     def _spawn(self) -> Child:
         assert self.receiver is not None
-        names = [self.listeners.fdnames[key] for key in self.listeners]
-        fds = [sock.fileno() for sock in self.listeners.values()]
+        fds, names = self.listeners.passed_on()
         env = dict(self.environ)
         for own in ("NOTIFY_SOCKET", CONTROL_VAR, PIDFILE_VAR):  # ours, not the child's
             env.pop(own, None)

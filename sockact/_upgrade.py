@@ -32,7 +32,7 @@ from ._drive import Driver
 from ._env import UPSTREAM_NOTIFY_VAR
 from ._errors import SpawnError, StateError, SuccessorError, UpgradeError, UsageError
 from ._listeners import Listeners
-from ._pidfile import PIDFILE_VAR, write_pidfile
+from ._pidfile import PIDFILE_VAR, PidFile, write_pidfile
 from ._procenv import process_environ
 from ._receiver import NotifyReceiver
 from ._signals import SignalPipe
@@ -142,10 +142,7 @@ class Upgrader(Driver):
     def __enter__(self) -> Upgrader:
         self.signals = SignalPipe([self.reload_signal, *self.stop_signals])
         if self.pidfile is not None and UPSTREAM_NOTIFY_VAR not in self.environ:
-            # A cold start names itself. A successor leaves the file to its predecessor, which names
-            # it as it exits: systemd re-reads the file after ExecReload= and must not adopt a
-            # process that is still the predecessor's child ("not our child").
-            write_pidfile(self.pidfile, os.getpid())
+            PidFile(self.pidfile).claim()  # a cold start; a successor is named by its predecessor
         return self
 
     def __exit__(
@@ -170,10 +167,10 @@ class Upgrader(Driver):
                 log.warning("successor pid %d still draining after %s s", successor.pid, self.drain_timeout)
             self.machine.successor_stopping = False
         if self.pidfile is not None and successor is not None and successor.poll() is None:
-            self._record_successor(successor)
+            PidFile(self.pidfile).hand_to(successor.pid)
         self.close_control()
         self.close_children()
-        self._close_receiver()
+        self.close_receiver()
         if self.signals is not None:
             self.signals.close()
             self.signals = None
@@ -261,14 +258,13 @@ class Upgrader(Driver):
                 self.before_spawn()
             except Exception as exc:
                 raise SpawnError(f"before_spawn hook raised {type(exc).__name__}: {exc}") from exc
-        self._close_receiver()
+        self.close_receiver()
         try:
             self.receiver = NotifyReceiver(hold_barriers=True)
         except OSError as exc:  # EMFILE and friends (NotifyError is one too)
             hint = " (raise LimitNOFILE= / ulimit -n)" if exc.errno in (errno.EMFILE, errno.ENFILE) else ""
             raise SpawnError(f"cannot create the successor's notify socket: {exc.strerror or exc}{hint}") from exc
-        names = [self.listeners.fdnames[key] for key in self.listeners]
-        fds = [sock.fileno() for sock in self.listeners.values()]
+        fds, names = self.listeners.passed_on()
         return spawn(
             self.command,
             fds,
@@ -279,25 +275,11 @@ class Upgrader(Driver):
         )
 
     def _hand_over(self, pid: int, status: str) -> None:
-        # PID-file mode: READY=1 without MAINPID now; the PID file names the successor only as this
-        # process exits (close()), when the successor is re-parented to systemd — systemd reads the
-        # file after ExecReload= too, and would flag a successor still ours "not our child".
-        if self.pidfile is not None:
-            write_pidfile(self.pidfile, os.getpid())  # proves now that close() will be able to write it
+        if self.pidfile is not None:  # READY=1 without MAINPID; the file names the successor as we exit
+            PidFile(self.pidfile).check()
         self.upstream.hand_over(pid, f"{status} from pid {os.getpid()}", mainpid=self.pidfile is None)
-
-    def _record_successor(self, successor: Child) -> None:
-        try:
-            write_pidfile(self.pidfile or "", successor.pid)
-        except UpgradeError as exc:
-            log.error("%s: systemd will not follow successor pid %d", exc, successor.pid)
 
     def feed(self, event: h.Event) -> None:
         super().feed(event)
         if not self.machine.busy and self.receiver is not None and self._held is None:
-            self._close_receiver()  # one receiver per upgrade: a late BARRIER's fd is closed with it
-
-    def _close_receiver(self) -> None:
-        if self.receiver is not None:
-            self.receiver.close()
-            self.receiver = None
+            self.close_receiver()  # one receiver per upgrade: a late BARRIER's fd is closed with it
