@@ -197,7 +197,9 @@ class GunicornUSR2(Target):
 
     def argv(self) -> list[str]:
         pidfile = os.path.join(self.workdir, f"{self.mode}.pid")
-        argv = [PY, "-m", "gunicorn", "--bind", f"127.0.0.1:{self.port}", "--pid", pidfile]
+        # The console script, not `python -m gunicorn`: USR2 re-execs argv, and `python .../gunicorn/__main__.py`
+        # puts gunicorn's own package first on sys.path, where its `http` shadows the stdlib's.
+        argv = [os.path.join(os.path.dirname(PY), "gunicorn"), "--bind", f"127.0.0.1:{self.port}", "--pid", pidfile]
         argv += [*_gunicorn_options(self.workdir), "waitress_app:app"]
         if self.mode.endswith("-activated"):
             activate = ["systemd-socket-activate", "-l", f"127.0.0.1:{self.port}", "--fdname=http"]

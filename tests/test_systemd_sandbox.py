@@ -244,8 +244,7 @@ def stop_drains(box: Sandbox, name: str, port: int) -> None:
 def test_shipped_units_boot_reload_and_stop(sandbox: tuple, name: str) -> None:
     """The pairs in units/ (paths and port localized) under the real systemd."""
     box, apps = sandbox
-    if ("shipped", name) not in apps:
-        pytest.skip(f"{name}: its server is not in the systemd {box.box} box (stdlib + sockact only); tested on 252")
+    assert ("shipped", name) in apps, f"{name} is not collected on the {box.box} box (conftest)"
     _, port = apps[("shipped", name)]
     box.systemctl("start", f"{name}.socket")
     first = get("127.0.0.1", port)[1]  # activates
