@@ -17,12 +17,12 @@ import time
 import pytest
 
 from sockact._loadgen import Load, get
-from sockact._units import render_units
 
 from conftest import boot_box
 from helpers import ROOT, free_port
 from reloads import sleep_on_owned_connection
 from sandbox import PYTHON, Sandbox
+from units import generated as generated_units
 
 RELOADS = 30
 MODES = ("inprocess", "supervise")
@@ -48,19 +48,8 @@ def box(
     apps = {}
     for mode in MODES:
         name, port, app = f"contract-{mode}", free_port(), deploy_dir(workdir, mode)
-        generated = render_units(
-            name,
-            [("http", f"127.0.0.1:{port}")],
-            [python, f"{app}/app.py", "--listen", f"127.0.0.1:{port}", "--drain-timeout", "10"],
-            mode=mode,
-            drain_timeout=10,
-            environment={"PYTHONPATH": ROOT},
-            sockact_command=[python, "-m", "sockact"],
-        )
         log = os.path.join(workdir, f"{name}.log")
-        generated[f"{name}.service"] = generated[f"{name}.service"].replace(
-            "[Service]\n", f"[Service]\nStandardOutput=append:{log}\nStandardError=append:{log}\nRestartSec=100ms\n"
-        )
+        generated = generated_units(name, port, mode, f"{app}/app.py", log, python, extra="RestartSec=100ms\n")
         units.update(generated)
         apps[mode] = (name, port, app)
     with boot_box(request, box_version, workdir, units) as sandbox:

@@ -21,13 +21,13 @@ import time
 import pytest
 
 from sockact._loadgen import Load, get
-from sockact._units import render_units
 
 from conftest import boot_box
 from helpers import ROOT, free_port
 from reloads import sleep_on_owned_connection
 from sandbox import PYTHON, Sandbox
 from units import STDLIB_ONLY, localized, shipped_pairs, supervised
+from units import generated as generated_units
 
 RELOADS = 10
 # (hand-over, NotifyAccess=): the recommended PID-file units and plain Type=notify units with MAINPID=
@@ -98,20 +98,8 @@ def sandbox(
         apps[("shipped", shipped)] = (shipped, port)
     for mode in ("inprocess", "supervise"):
         name, port = f"gen-{mode}", free_port()
-        server = [python, f"{ROOT}/examples/http_server.py", "--listen", f"127.0.0.1:{port}", "--drain-timeout", "10"]
-        generated = render_units(
-            name,
-            [("http", f"127.0.0.1:{port}")],
-            server,
-            mode=mode,
-            drain_timeout=10,
-            environment={"PYTHONPATH": ROOT},
-            sockact_command=[python, "-m", "sockact"],
-        )
         log = os.path.join(workdir, f"{name}.log")
-        generated[f"{name}.service"] = generated[f"{name}.service"].replace(
-            "[Service]\n", f"[Service]\nStandardOutput=append:{log}\nStandardError=append:{log}\n"
-        )
+        generated = generated_units(name, port, mode, f"{ROOT}/examples/http_server.py", log, python)
         units.update(generated)
         apps[("generated", mode)] = (name, port)
     for probe in ("stamped", "bare"):  # Type=notify-reload probes of systemd itself; 2 s reload timeout

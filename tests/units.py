@@ -42,3 +42,23 @@ def supervised(name: str) -> bool:
     """Whether the pair runs its server under ``sockact run`` (MainPID stays sockact's)."""
     with open(os.path.join(UNITS_DIR, name + ".service")) as f:
         return "-m sockact run" in f.read()
+
+
+def generated(name: str, port: int, mode: str, script: str, log: str, python: str, extra: str = "") -> dict[str, str]:
+    """The pair `sockact units` writes for ``script`` (an http_server.py) on ``port``, in ``mode``, run by
+    ``python`` with this checkout on PYTHONPATH, its output appended to ``log`` (``extra``: more lines)."""
+    from sockact._units import render_units
+
+    units = render_units(
+        name,
+        [("http", f"127.0.0.1:{port}")],
+        [python, script, "--listen", f"127.0.0.1:{port}", "--drain-timeout", "10"],
+        mode=mode,
+        drain_timeout=10,
+        environment={"PYTHONPATH": ROOT},
+        sockact_command=[python, "-m", "sockact"],
+    )
+    units[f"{name}.service"] = units[f"{name}.service"].replace(
+        "[Service]\n", f"[Service]\nStandardOutput=append:{log}\nStandardError=append:{log}\n{extra}"
+    )
+    return units
