@@ -123,7 +123,11 @@ class ConnectionSet:
             if state is False:
                 self._idle_since[transport] = began
         deadline = time.monotonic() + timeout
-        while self._busy and time.monotonic() < deadline and not (hammer is not None and hammer.is_set()):
+
+        def pending() -> bool:  # a connection still in its TLS handshake is not in the set yet: wait for it too
+            return bool(self._busy) or any(getattr(server, "connecting", 0) for server in servers)
+
+        while pending() and time.monotonic() < deadline and not (hammer is not None and hammer.is_set()):
             self._close_idle(began, grace)
             try:
                 await asyncio.wait_for(self._empty.wait(), min(0.02, max(deadline - time.monotonic(), 0)))
@@ -211,6 +215,12 @@ class Acceptor:
 
     def open_connections(self, sock: socket.socket) -> int:
         return self._open[sock]
+
+    @property
+    def connecting(self) -> int:
+        """Connections accepted whose TLS handshake (or connection_made) has not finished yet: a drain
+        waits for them as for busy ones, lest a client that got in just before it is dropped unanswered."""
+        return len(self._tasks)
 
     def close(self) -> None:
         """Stop accepting and close this process's copies of the sockets (close, never shutdown:
