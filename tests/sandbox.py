@@ -295,6 +295,18 @@ class Sandbox:
     def show(self, unit: str, prop: str) -> str:
         return self.systemctl("show", unit, "-p", prop, "--value").stdout.strip()
 
+    def activate(self, name: str, port: int) -> int:
+        """Start ``name``.socket, activate the service with a first request, and wait for its start job
+        (READY=1): the pid that served it. A `systemctl reload` queued while the start job still runs is
+        merged into that job and never reaches the service (systemd's job merging), so a test that
+        reloads right after the first request must wait for the start job first."""
+        from sockact._loadgen import get
+
+        self.systemctl("start", f"{name}.socket")
+        pid = get("127.0.0.1", port)[1]
+        self.systemctl("start", f"{name}.service")  # joins the running start job; returns when it is done
+        return pid
+
     def close(self) -> None:
         if self._unshare is not None:
             if self._unshare.poll() is None:

@@ -81,8 +81,7 @@ def test_systemctl_reload_can_be_trusted(box: tuple, mode: str) -> None:
     sandbox, apps = box
     name, port, app = apps[mode]
     service = f"{name}.service"
-    sandbox.systemctl("start", f"{name}.socket")
-    pids = [get("127.0.0.1", port)[1]]  # the first connection activates the service
+    pids = [sandbox.activate(name, port)]  # the first connection activates the service
 
     # 30 back-to-back reloads under load: each exits 0, and the very next connection is new code.
     with Load("127.0.0.1", port, workers=4, max_seconds=300) as load:
@@ -149,8 +148,7 @@ def test_a_reload_while_the_predecessor_drains_or_exits(box: tuple, mode: str) -
     sandbox, apps = box
     name, port, _ = apps[mode]
     service = f"{name}.service"
-    sandbox.systemctl("start", f"{name}.socket")
-    get("127.0.0.1", port)
+    sandbox.activate(name, port)
     held: dict[str, object] = {}
     sent = threading.Event()
     holder = threading.Thread(target=sleep_on_owned_connection, args=(port, held, sent))

@@ -150,7 +150,7 @@ def test_reloads_under_real_systemd(sandbox: tuple, handover: str, access: str) 
     name, port = apps[(handover, access)]
     service = f"{name}.service"
     assert box.show(service, "ActiveState") == "inactive"
-    first = get("127.0.0.1", port)[1]  # the first connection activates the service and is served
+    first = box.activate(name, port)  # the first connection activates the service and is served
     assert box.show(service, "ActiveState") == "active", logs(box, name)
     main_pids = [first]
     assert box.show(service, "MainPID") == str(first)
@@ -234,8 +234,7 @@ def test_shipped_units_boot_reload_and_stop(sandbox: tuple, name: str) -> None:
     box, apps = sandbox
     assert ("shipped", name) in apps, f"{name} is not collected on the {box.box} box (conftest)"
     _, port = apps[("shipped", name)]
-    box.systemctl("start", f"{name}.socket")
-    first = get("127.0.0.1", port)[1]  # activates
+    first = box.activate(name, port)
     if supervised(name):
         supervised_reloads(box, name, port, 5, [first])
     else:
@@ -275,8 +274,7 @@ def test_generated_inprocess_units_pass_the_restart_checks(sandbox: tuple) -> No
     box, apps = sandbox
     name, port = apps[("generated", "inprocess")]
     service = f"{name}.service"
-    box.systemctl("start", f"{name}.socket")
-    main_pids = [get("127.0.0.1", port)[1]]
+    main_pids = [box.activate(name, port)]
     assert box.show(service, "MainPID") == str(main_pids[0]), logs(box, name)
     reload_under_load(box, name, port, RELOADS, main_pids)
     box.run("kill", "-9", str(main_pids[-1]))
@@ -290,8 +288,7 @@ def test_sockact_run_as_execstart(sandbox: tuple) -> None:
     """`sockact run` under systemd: activation, 10 reloads under load with 0 failed, MainPID unchanged."""
     box, apps = sandbox
     name, port = apps[("generated", "supervise")]
-    box.systemctl("start", f"{name}.socket")
-    children = [get("127.0.0.1", port)[1]]  # activates: sockact run starts the first child
+    children = [box.activate(name, port)]  # sockact run starts the first child
     supervised_reloads(box, name, port, RELOADS, children)
     stop_drains(box, name, port)
 
@@ -366,8 +363,7 @@ def test_stop_after_one_handover(sandbox: tuple, handover: str) -> None:
     box, apps = sandbox
     name, port = apps[("stop", handover)]
     service = f"{name}.service"
-    box.systemctl("start", f"{name}.socket")
-    first = get("127.0.0.1", port)[1]
+    first = box.activate(name, port)
     box.systemctl("reload", service)
     new = settle(box, name, port, {first})
     deadline = time.monotonic() + 20

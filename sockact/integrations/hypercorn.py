@@ -8,26 +8,30 @@ handling is replaced by the upgrader's. hypercorn's graceful shutdown closes idl
 connections at once, so the drain first makes every HTTP/1 response say ``Connection: close`` (an
 ASGI middleware around the wrapped app) and starts that shutdown only once no request has begun or
 ended for ``idle_grace`` seconds, with what is left of ``drain_timeout`` as ``graceful_timeout``.
-HTTP/2 has no ``Connection: close``: hypercorn answers the shutdown with GOAWAY on an idle HTTP/2
-connection, but a stream a client opens after it began is reset (RST_STREAM, then
-MAX_CONCURRENT_STREAMS 0), and streams keep the server from being quiet, so a busy HTTP/2
-connection holds the drain until ``drain_timeout``; a GOAWAY at the start of the drain is not
-sent yet (known gap). Other keyword arguments set ``hypercorn.config.Config`` attributes
-(``certfile=``, ``keyfile=``, ``keep_alive_timeout=``…); with a certificate every listener serves TLS.
-hypercorn re-``listen()``s each socket with ``Config.backlog``: sockact sets it to ``socket.SOMAXCONN``
-(systemd's default Backlog=) unless given.
+HTTP/2 has no ``Connection: close``; its equivalent is GOAWAY (RFC 9113 §6.8). When the drain
+begins, every HTTP/2 connection gets the graceful-shutdown notice, a GOAWAY with NO_ERROR and the
+last stream id 2^31-1: the client opens no new stream on it (its next request goes to a new
+connection, which the successor accepts), and every stream already open, or in flight towards the
+server, is still served. When hypercorn's own shutdown closes a connection that has gone idle, it
+gets the final GOAWAY (the last stream id served) first.
 
-hypercorn 0.18's connection close does not catch ``ssl.SSLError``; a TLS client that sends a request
-on a keep-alive connection while hypercorn closes it (the ordinary idle-close race of a drain) then
-fails hypercorn's whole graceful shutdown and cuts every request still in flight. :func:`serve`
-installs a ``TCPServer`` subclass in ``hypercorn.asyncio.run`` that treats that error as the
-connection being closed, which it is.
+Other keyword arguments set ``hypercorn.config.Config`` attributes (``certfile=``, ``keyfile=``,
+``keep_alive_timeout=``…); with a certificate every listener serves TLS. hypercorn re-``listen()``s
+each socket with ``Config.backlog``: sockact sets it to ``socket.SOMAXCONN`` (systemd's default
+Backlog=) unless given.
+
+:func:`serve` installs a ``TCPServer`` subclass in ``hypercorn.asyncio.run`` for two things: it
+keeps the live connections (so the drain can reach the HTTP/2 ones), and it tolerates an
+``ssl.SSLError`` in hypercorn 0.18's connection close. Uncaught, that error — a TLS client sending a
+request on a keep-alive connection while hypercorn closes it, the ordinary idle-close race of a
+drain — fails hypercorn's whole graceful shutdown and cuts every request still in flight.
 """
 
 from __future__ import annotations
 
 import asyncio
 import socket
+import weakref
 from collections.abc import MutableMapping
 from typing import Any
 
@@ -38,6 +42,11 @@ from ._quiet import Activity, asgi_middleware
 from ._service import Listen, Service, finish, ready_async
 
 __all__ = ["run", "serve"]
+
+#: The connections of this process's hypercorn (``TCPServer`` objects, see :func:`_install_server`).
+_CONNECTIONS: weakref.WeakSet[Any] = weakref.WeakSet()
+#: RFC 9113 §6.8: GOAWAY on stream 0, last stream id 2^31-1, NO_ERROR — "stop opening streams here".
+_SHUTDOWN_NOTICE = bytes([0, 0, 8, 7, 0, 0, 0, 0, 0, 0x7F, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0])
 
 
 def run(app: Any, listen: Listen = "127.0.0.1:8000", **options: Any) -> str:
@@ -69,7 +78,7 @@ async def serve(
     from hypercorn.config import Config, Sockets
     from hypercorn.utils import wrap_app
 
-    _tolerate_tls_close_errors()
+    _install_server()
     cfg = Config()
     cfg.graceful_timeout = drain_timeout
     cfg.backlog = socket.SOMAXCONN
@@ -112,6 +121,7 @@ async def serve(
         outcome = waiting.result()
         deadline = time.monotonic() + drain_timeout
         await stop_accepting(service.sockets)
+        await _announce_shutdown()
         await activity.quiet(drain_timeout, service.upgrader.hammer)
         cfg.graceful_timeout = max(deadline - time.monotonic(), 0.1)
         shutdown.set()
@@ -119,7 +129,41 @@ async def serve(
         return outcome
 
 
-def _tolerate_tls_close_errors() -> None:
+async def _announce_shutdown() -> None:
+    """Send the graceful-shutdown GOAWAY (:data:`_SHUTDOWN_NOTICE`) on every live HTTP/2 connection.
+
+    Written beside h2's state machine, not through it: h2 has no call for this first GOAWAY (its
+    ``close_connection()`` is the final one, after which it refuses to send the open streams'
+    responses). The frame is whole and goes between two of hypercorn's own whole-frame writes.
+    """
+    from hypercorn.events import RawData
+    from hypercorn.protocol.h2 import H2Protocol
+
+    for server in list(_CONNECTIONS):
+        protocol = getattr(getattr(server, "protocol", None), "protocol", None)
+        if isinstance(protocol, H2Protocol) and not protocol.closed:
+            try:
+                await protocol.send(RawData(data=_SHUTDOWN_NOTICE))
+            except OSError:
+                pass  # the connection is going: nothing to announce to
+
+
+async def _final_goaway(server: Any) -> None:
+    """Before hypercorn closes an idle HTTP/2 connection: the final GOAWAY, naming the last stream served
+    (hypercorn sends it only when a stream ends during its shutdown, not for a connection already idle)."""
+    from hypercorn.events import RawData
+    from hypercorn.protocol.h2 import H2Protocol
+
+    protocol = getattr(getattr(server, "protocol", None), "protocol", None)
+    if isinstance(protocol, H2Protocol) and not protocol.closed:
+        try:
+            protocol.connection.close_connection()
+            await protocol.send(RawData(data=protocol.connection.data_to_send()))
+        except Exception:  # h2 already closed (ProtocolError) or the socket is gone: it closes anyway
+            pass
+
+
+def _install_server() -> None:
     import ssl
 
     import hypercorn.asyncio.run as hypercorn_run
@@ -130,6 +174,14 @@ def _tolerate_tls_close_errors() -> None:
 
     class Server(TCPServer):
         _sockact = True
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            _CONNECTIONS.add(self)
+
+        async def _initiate_server_close(self) -> None:  # an idle connection, at shutdown or keep-alive timeout
+            await _final_goaway(self)
+            await super()._initiate_server_close()
 
         async def _close(self) -> None:
             try:
