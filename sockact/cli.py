@@ -281,10 +281,13 @@ def _units(args: argparse.Namespace) -> int:
         command,
         mode=args.mode,
         service_type=args.type,
-        user=args.user,
+        user=args.user_unit,
         drain_timeout=args.drain_timeout,
         environment=dict(args.env or []),
         sockact_command=[sys.executable, "-m", "sockact"],
+        harden=not args.no_harden,
+        run_as=args.run_as,
+        writable=args.writable,
     )
     out = os.path.abspath(args.out)
     try:
@@ -293,6 +296,11 @@ def _units(args: argparse.Namespace) -> int:
         raise UsageError(f"--out {args.out}: cannot create directory {out}: {exc.strerror}") from exc
     if not os.access(out, os.W_OK):
         raise UsageError(f"--out {args.out}: directory {out} is not writable")
+    if not args.no_harden and not args.user_unit:
+        for program in (command[0], sys.executable):
+            problem = _unreachable(program)
+            if problem:
+                print(f"warning: {problem}", file=sys.stderr)
     paths = []
     for filename, text in units.items():
         path = os.path.join(out, filename)
@@ -307,7 +315,7 @@ def _units(args: argparse.Namespace) -> int:
         print("note: systemd-analyze not found; the units were not verified", file=sys.stderr)
         return 0
     result = subprocess.run(
-        [tool, *(["--user"] if args.user else []), "verify", *paths],
+        [tool, *(["--user"] if args.user_unit else []), "verify", *paths],
         capture_output=True,
         text=True,
         env={**os.environ, "SYSTEMD_LOG_LEVEL": "notice"},
@@ -318,6 +326,30 @@ def _units(args: argparse.Namespace) -> int:
         return 1
     print("systemd-analyze verify: clean")
     return 0
+
+
+def _unreachable(program: str) -> str | None:
+    """Why a hardened service (an unprivileged user, ProtectHome=yes) could not run ``program``, or None."""
+    if not program.startswith("/"):
+        return None  # systemd looks a bare name up in its own PATH, not ours
+    real = os.path.realpath(program)
+    shown = program if real == program else f"{program} (→ {real})"
+    for hidden in ("/home/", "/root/", "/run/user/"):
+        if real.startswith(hidden):
+            return (
+                f"{shown} is under {hidden}, which ProtectHome=yes hides from the service: install it elsewhere "
+                "(e.g. a venv in /opt made from /usr/bin/python3) or write the unit with --no-harden"
+            )
+    path = "/"
+    for part in real.strip("/").split("/")[:-1]:
+        path = os.path.join(path, part)
+        try:
+            mode = os.stat(path).st_mode
+        except OSError:
+            return None
+        if not mode & 0o001:
+            return f"{shown}: {path} is not searchable by other users, so the service's user cannot run it"
+    return None
 
 
 class _Parser(argparse.ArgumentParser):
@@ -410,7 +442,14 @@ def _add_units(sub: argparse._SubParsersAction[_Parser]) -> None:
     units.add_argument(
         "--type", choices=["notify", "notify-reload"], default="notify", help="notify-reload needs systemd >= 253"
     )
-    units.add_argument("--user", action="store_true", help="a user unit (systemctl --user)")
+    units.add_argument(
+        "--user", dest="run_as", metavar="NAME", help="run as this existing user (User=) instead of a DynamicUser="
+    )
+    units.add_argument("--user-unit", action="store_true", help="a unit for the user's manager (systemctl --user)")
+    units.add_argument("--no-harden", action="store_true", help="leave out the sandbox (DynamicUser=, ProtectSystem=…)")
+    units.add_argument(
+        "--writable", action="append", default=[], metavar="PATH", help="a path the app may write (ReadWritePaths=)"
+    )
     units.add_argument("--out", default=".", metavar="DIR")
     units.add_argument("--drain-timeout", type=_seconds(zero=False), default=30.0, metavar="S")
     units.add_argument("--env", action="append", type=_env_pair, metavar="KEY=VALUE")
