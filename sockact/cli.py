@@ -16,6 +16,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
 from typing import NoReturn
 
@@ -314,13 +315,17 @@ def _units(args: argparse.Namespace) -> int:
     if tool is None:
         print("note: systemd-analyze not found; the units were not verified", file=sys.stderr)
         return 0
-    result = subprocess.run(
-        [tool, *(["--user"] if args.user_unit else []), "verify", *paths],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "SYSTEMD_LOG_LEVEL": "notice"},
-        check=False,
-    )
+    env = {**os.environ, "SYSTEMD_LOG_LEVEL": "notice"}
+    with tempfile.TemporaryDirectory(prefix="sockact-verify-") as runtime:
+        if args.user_unit and not env.get("XDG_RUNTIME_DIR"):  # no user session: --user verify needs one
+            env["XDG_RUNTIME_DIR"] = runtime
+        result = subprocess.run(
+            [tool, *(["--user"] if args.user_unit else []), "verify", *paths],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=False,
+        )
     if result.returncode != 0 or result.stderr.strip():  # it exits 0 on many mistakes: stderr decides
         print(f"sockact: systemd-analyze verify found problems:\n{result.stderr.strip()}", file=sys.stderr)
         return 1

@@ -252,3 +252,21 @@ def test_shipped_units_carry_the_generators_sandbox(name: str) -> None:
     lines = pathlib.Path(ROOT, "units", f"{name}.service").read_text().splitlines()
     missing = [line for line in ["DynamicUser=yes", *_SYSTEM_HARDENING, *_UNPRIVILEGED_HARDENING] if line not in lines]
     assert not missing and f"RuntimeDirectory={name}" in lines, missing
+
+
+@pytest.mark.peer
+def test_a_user_unit_verifies_without_a_user_session(tmp_path: pathlib.Path) -> None:
+    """`systemd-analyze --user verify` needs $XDG_RUNTIME_DIR; from a shell without a user session
+    (root over ssh, CI) the generator lends it a temporary one instead of failing."""
+    need_tool("systemd-analyze")
+    env = {k: v for k, v in child_env().items() if k != "XDG_RUNTIME_DIR"}
+    out = subprocess.run(
+        [sys.executable, "-m", "sockact", "units", "app", "--user-unit", "--listen", "http=8000"]
+        + ["--out", str(tmp_path), "--", "/bin/true"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0 and "systemd-analyze verify: clean" in out.stdout, out.stderr
+    assert "WantedBy=default.target" in (tmp_path / "app.service").read_text()
