@@ -18,10 +18,10 @@ the signal and counts any READY=1 as success, so a failed deploy would report su
 Hardened by default (systemd.exec(5), systemd.resource-control(5)): a dynamic user (``DynamicUser=``)
 or ``User=``, the PID file and the reload channel in ``RuntimeDirectory=NAME`` (owned by that user;
 systemd trusts a PID file a non-root user owns only for a pid inside the unit's cgroup, which a
-successor is), a read-only file system (``ProtectSystem=strict``; ``writable`` paths become
-``ReadWritePaths=``), private /tmp and /dev, no capabilities, no privilege gain, the kernel and the
+successor is), a read-only file system (``ProtectSystem=strict``; with ``User=``, ``writable`` paths
+become ``ReadWritePaths=``), private /tmp and /dev, no capabilities, no privilege gain, the kernel and the
 other processes out of reach, a system call filter, ``UMask=0077``. ``systemd-analyze security``
-rates it 1.4–1.5 (9.8 without). ``PrivateUsers=`` is left out: in a container (the Debian 13
+rates it 1.4–1.6 (9.8 without). ``PrivateUsers=`` is left out: in a container (the Debian 13
 test box) the service then fails to start with 217/USER. Unix listeners get ``SocketMode=0660``. A
 user unit (``systemctl --user``) gets only what an unprivileged manager can apply. ``harden=False``
 writes none of it.
@@ -54,13 +54,16 @@ _UNPRIVILEGED_HARDENING = [
     "RestrictSUIDSGID=yes",
     "RestrictNamespaces=yes",
     "MemoryDenyWriteExecute=yes",
-    "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6",
+    "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_NETLINK",
     "SystemCallArchitectures=native",
     "SystemCallFilter=@system-service",
     "SystemCallFilter=~@privileged",
     "SystemCallErrorNumber=EPERM",
     "UMask=0077",
 ]
+#: Left out for ``supervise``, whose COMMAND may be any program: JIT runtimes (Node, the JVM, PyPy)
+#: need writable+executable memory, and libuv/psutil read /proc/stat and /proc/meminfo.
+_NOT_FOR_ANY_PROGRAM = ("MemoryDenyWriteExecute=yes", "ProcSubset=pid")
 #: What a system unit adds: namespaces and dropped capabilities (the service never needs root).
 _SYSTEM_HARDENING = [
     "ProtectSystem=strict",
@@ -79,7 +82,6 @@ _SYSTEM_HARDENING = [
     "ProtectHostname=yes",
     "ProtectProc=invisible",
     "ProcSubset=pid",
-    "RemoveIPC=yes",
 ]
 
 
@@ -103,18 +105,32 @@ def _quote(argv: Sequence[str]) -> str:
     return " ".join(shlex.quote(_escape(word)) for word in argv)
 
 
-def _check_hardening(run_as: str | None, writable: Sequence[str], harden: bool, user: bool) -> None:
+def _check_hardening(
+    name: str, listens: Sequence[tuple[str, str]], run_as: str | None, writable: Sequence[str], harden: bool, user: bool
+) -> None:
     """The rules for ``run_as`` (``--user``) and ``writable`` (``--writable``); UsageError naming the option."""
     if run_as is not None:
         if not harden or user:
             raise UsageError("--user NAME sets User= of a hardened system unit; drop --no-harden/--user-unit")
-        if not _USER_NAME.fullmatch(run_as):
-            raise UsageError(f"--user {run_as!r}: not a user name (lower-case letters, digits, _ and -)")
+        if not _USER_NAME.fullmatch(run_as) or run_as == "root":
+            raise UsageError(f"--user {run_as!r}: give an unprivileged user's name (lower-case letters, digits, _, -)")
     for path in writable:
-        if not harden:
-            raise UsageError(f"--writable {path}: without hardening every path is writable; drop it")
-        if not path.startswith("/") or any(c in path for c in "\n\"' "):
-            raise UsageError(f"--writable {path!r}: give an absolute path without spaces or quotes")
+        if not harden or user:
+            raise UsageError(f"--writable {path}: only for a hardened system unit (no --no-harden, --user-unit)")
+        if run_as is None:
+            raise UsageError(
+                f"--writable {path}: a dynamic user gets a new uid at each start and cannot own it; add --user "
+                "NAME (an account that owns PATH), or give the service StateDirectory= in a drop-in"
+            )
+        if not path.startswith("/") or any(c.isspace() or c in "\"'%$\\" for c in path):
+            raise UsageError(f"--writable {path!r}: give an absolute path without spaces, quotes, % or $")
+    for fdname, address in listens:
+        if address.startswith((f"/run/{name}/", f"%t/{name}/")):
+            raise UsageError(
+                f"--listen {fdname}={address}: /run/{name}/ is the service's RuntimeDirectory=, which systemd "
+                "empties at every stop and restart (the socket would vanish); use another path, e.g. "
+                f"/run/{name}.sock"
+            )
 
 
 def _check(
@@ -152,7 +168,8 @@ def _socket_units(name: str, listens: Sequence[tuple[str, str]], harden: bool) -
     for index, (fdname, address) in enumerate(listens):
         unit = f"{name}.socket" if index == 0 else f"{name}-{fdname}.socket"
         mode = []
-        if harden and parse_address(address).family == socket.AF_UNIX and not address.startswith("@"):
+        parsed = parse_address(address)
+        if harden and parsed.family == socket.AF_UNIX and isinstance(parsed.sockaddr, str):  # not abstract
             mode = ["# Who may connect: root and its group; SocketGroup= lets a proxy's group in.", "SocketMode=0660"]
         units[unit] = "\n".join(
             [
@@ -198,16 +215,18 @@ def _start_lines(
     ]
 
 
-def _hardening_lines(user: bool, run_as: str | None, writable: Sequence[str]) -> list[str]:
-    """The sandbox (systemd.exec(5)); relax one setting with a drop-in (``systemctl edit NAME``)."""
+def _hardening_lines(user: bool, run_as: str | None, writable: Sequence[str], mode: str) -> list[str]:
+    """The sandbox (systemd.exec(5), needs systemd ≥ 247); relax one setting with a drop-in
+    (``systemctl edit NAME``)."""
     lines = ["# Hardening (sockact units --no-harden leaves it out; relax one line with `systemctl edit`)."]
+    dropped = _NOT_FOR_ANY_PROGRAM if mode == "supervise" else ()
     if user:
-        return lines + _UNPRIVILEGED_HARDENING
+        return lines + [line for line in _UNPRIVILEGED_HARDENING if line not in dropped]
     if run_as is None:
         lines += ["# A user allocated for the service while it runs; it owns RuntimeDirectory=.", "DynamicUser=yes"]
     else:
         lines += [f"User={run_as}"]
-    lines += _SYSTEM_HARDENING + _UNPRIVILEGED_HARDENING
+    lines += [line for line in _SYSTEM_HARDENING + _UNPRIVILEGED_HARDENING if line not in dropped]
     lines += [f"ReadWritePaths={path}" for path in writable]
     return lines
 
@@ -232,7 +251,7 @@ def render_units(
     docstring, as ``DynamicUser=`` unless ``run_as`` names a ``User=``; ``writable``: paths the app
     may write. Raises UsageError (a SockactError and ValueError) or AddressError on bad input."""
     _check(name, listens, command, mode, service_type, drain_timeout)
-    _check_hardening(run_as, writable, harden, user)
+    _check_hardening(name, listens, run_as, writable, harden, user)
     env = dict(environment or {})
     for own in ("SOCKACT_PIDFILE", "SOCKACT_CONTROL"):
         if own in env:
@@ -261,7 +280,7 @@ def render_units(
     if mode == "inprocess":
         service += [f"Environment=SOCKACT_PIDFILE=%t/{name}/{name}.pid", f"Environment=SOCKACT_CONTROL={control}"]
     if harden:
-        service += _hardening_lines(user, run_as, writable)
+        service += _hardening_lines(user, run_as, writable, mode)
     service += ["", "[Install]", f"WantedBy={'default.target' if user else 'multi-user.target'}", ""]
     units[f"{name}.service"] = "\n".join(service)
     return units

@@ -361,6 +361,8 @@ class _Parser(argparse.ArgumentParser):
     """argparse with one-line errors (``sockact run: error: …``), exit status 2."""
 
     def error(self, message: str) -> NoReturn:
+        if "argument --user: expected one argument" in message:  # the old flag: sockact units --user (a user unit)
+            message += "; --user NAME now names User=, and a unit for systemctl --user is --user-unit"
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 

@@ -107,6 +107,7 @@ def test_render_supervise_user() -> None:
     assert "NoNewPrivileges=yes" in service and "SystemCallFilter=@system-service" in service
     assert not any(x.startswith(("DynamicUser=", "User=", "ProtectSystem=", "PrivateUsers=")) for x in service)
     assert "SocketMode=0660" in units["app.socket"].splitlines()  # a unix listener: root and its group only
+    assert "MemoryDenyWriteExecute=yes" not in service  # supervise: COMMAND may be a JIT runtime
 
 
 def test_render_hardening_choices() -> None:
@@ -123,6 +124,8 @@ def test_render_hardening_choices() -> None:
     assert "RuntimeDirectory=app" in bare and "PIDFile=%t/app/app.pid" in bare  # the same layout either way
     tcp = render_units("app", [("http", "8080")], ["/bin/app"])["app.socket"]
     assert "SocketMode" not in tcp
+    abstract = render_units("app", [("http", "@app")], ["/bin/app"])["app.socket"]
+    assert "SocketMode" not in abstract  # an abstract name has no file mode: anyone in the netns may connect
 
 
 @pytest.mark.parametrize(
@@ -136,12 +139,17 @@ def test_render_hardening_choices() -> None:
         ({"mode": "x"}, SockactError, "inprocess or supervise"),
         ({"service_type": "simple"}, SockactError, "notify"),
         ({"environment": {"SOCKACT_PIDFILE": "/x"}}, SockactError, "set by the generated unit"),
-        ({"run_as": "Root Admin"}, SockactError, "not a user name"),
+        ({"run_as": "Root Admin"}, SockactError, "unprivileged user's name"),
+        ({"run_as": "root"}, SockactError, "unprivileged user's name"),
         ({"run_as": "app", "harden": False}, SockactError, "hardened system unit"),
         ({"run_as": "app", "user": True}, SockactError, "hardened system unit"),
-        ({"writable": ["var/lib/app"]}, SockactError, "absolute path"),
-        ({"writable": ["/srv/a b"]}, SockactError, "without spaces"),
-        ({"writable": ["/srv"], "harden": False}, SockactError, "every path is writable"),
+        ({"writable": ["var/lib/app"], "run_as": "app"}, SockactError, "absolute path"),
+        ({"writable": ["/srv/a b"], "run_as": "app"}, SockactError, "without spaces"),
+        ({"writable": ["/srv/100%"], "run_as": "app"}, SockactError, "without spaces"),
+        ({"writable": ["/srv"]}, SockactError, "dynamic user gets a new uid"),
+        ({"writable": ["/srv"], "harden": False}, SockactError, "only for a hardened system unit"),
+        ({"writable": ["/srv"], "user": True}, SockactError, "only for a hardened system unit"),
+        ({"listens": [("http", "/run/app/app.sock")]}, SockactError, "empties at every stop"),
     ],
 )
 def test_render_refuses_bad_input(kwargs: dict, error: type, match: str) -> None:
@@ -201,6 +209,8 @@ def test_generator_refuses_a_type_that_cannot_report_a_failed_deploy(tmp_path: o
         (["app", "--listen", "http=8000"], "no command given"),
         (["app", "--listen", "http=bogus", "--", "/bin/true"], "invalid address"),
         (["app", "--listen", "http=8000", "--out", "/dev/null/dir", "--", "/bin/true"], "cannot create directory"),
+        (["app", "--user", "--listen", "http=8000", "--", "/bin/true"], "a unit for systemctl --user is --user-unit"),
+        (["app", "--listen", "http=8000", "--writable", "/srv", "--", "/bin/true"], "dynamic user"),
     ],
 )
 def test_generator_errors_are_one_line(args: list[str], match: str) -> None:
@@ -250,7 +260,12 @@ def test_shipped_units_carry_the_generators_sandbox(name: str) -> None:
     from sockact._units import _SYSTEM_HARDENING, _UNPRIVILEGED_HARDENING
 
     lines = pathlib.Path(ROOT, "units", f"{name}.service").read_text().splitlines()
-    missing = [line for line in ["DynamicUser=yes", *_SYSTEM_HARDENING, *_UNPRIVILEGED_HARDENING] if line not in lines]
+    from sockact._units import _NOT_FOR_ANY_PROGRAM
+
+    dropped = _NOT_FOR_ANY_PROGRAM if any("-m sockact run" in line for line in lines) else ()
+    expected = ["DynamicUser=yes", *_SYSTEM_HARDENING, *_UNPRIVILEGED_HARDENING]
+    missing = [line for line in expected if line not in lines and line not in dropped]
+    assert not [line for line in dropped if line in lines]
     assert not missing and f"RuntimeDirectory={name}" in lines, missing
 
 
