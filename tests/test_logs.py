@@ -225,3 +225,38 @@ def test_an_integration_logs_its_start_line_and_each_reload_outcome_with_logging
         r"<3>upgrade failed, still serving: successor pid \d+ exited with status \d+ before READY=1", lines[3]
     )
     assert lines[4] == "<6>stopping on SIGTERM: draining" and len(lines) == 5, lines
+
+
+def child_logs(code: str) -> str:
+    """What a fresh interpreter writes to stderr running ``code`` (``configure_logging`` and ``log`` defined)."""
+    prelude = (
+        "import logging, sys\nfrom sockact._journal import configure_logging\nlog = logging.getLogger('sockact.x')\n"
+    )
+    out = subprocess.run([PY, "-c", prelude + code], env=child_env(), capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    return out.stderr
+
+
+def test_sockact_logs_on_its_own_only_when_the_application_configured_nothing() -> None:
+    # nothing configured: one handler on the 'sockact' logger (once), at INFO, the root logger untouched
+    alone = child_logs(
+        "assert configure_logging() and not configure_logging()\n"
+        "assert not logging.getLogger().handlers and len(logging.getLogger('sockact').handlers) == 1\n"
+        "log.info('hello'); log.debug('hidden')\n"
+    )
+    assert re.fullmatch(r"sockact\[\d+\]: hello\n", alone), alone
+    # configured first: nothing added, the application's handler formats sockact's lines
+    app = child_logs(
+        "logging.basicConfig(level=logging.INFO, format='app: %(name)s %(message)s')\n"
+        "assert not configure_logging() and not logging.getLogger('sockact').handlers\n"
+        "log.info('hello')\n"
+    )
+    assert app == "app: sockact.x hello\n", app
+    # configured later: sockact's handler stands down, no line twice
+    later = child_logs("configure_logging()\nlogging.basicConfig(format='app: %(message)s')\nlog.warning('hello')\n")
+    assert later == "app: hello\n", later
+    # an explicit level (sockact run --log-level) applies either way
+    level = child_logs(
+        "logging.basicConfig(format='%(message)s')\nconfigure_logging(logging.ERROR)\nlog.warning('no')\nlog.error('yes')\n"
+    )
+    assert level == "yes\n", level
