@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shlex
 import signal
 from collections.abc import MutableMapping, Sequence
 
@@ -36,7 +37,7 @@ from ._procenv import process_environ
 from ._receiver import NotifyReceiver
 from ._signals import SignalPipe
 from ._spawn import Child, spawn
-from ._startline import start_line
+from ._startline import describe_sockets, start_line
 from ._upstream import Upstream
 
 __all__ = ["Supervisor", "parse_ready"]
@@ -118,6 +119,9 @@ class Supervisor(Driver):
                     write_pidfile(self.pidfile, os.getpid())
                 if self.control_path is not None:
                     self.control = ControlServer(self.control_path)
+                log.debug(
+                    "holding %s; starting %s", describe_sockets(self.listeners.origins()), shlex.join(self.command)
+                )
                 self.feed(h.Start())
                 self.run_until(lambda: self.machine.state is h.State.DONE)
             finally:

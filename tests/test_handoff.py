@@ -408,3 +408,24 @@ def test_describe_exit() -> None:
     assert h.describe_exit(0) == "status 0"
     assert h.describe_exit(-9) == "signal SIGKILL"
     assert h.describe_exit(-200) == "signal 200"
+
+
+@pytest.mark.parametrize(
+    ("extra", "code", "level", "text"),
+    [
+        ([], -signal.SIGTERM, logging.DEBUG, "child pid 10 drained and exited with signal SIGTERM"),
+        ([], 0, logging.DEBUG, "child pid 10 drained and exited with status 0"),
+        (
+            [(h.Tick(), 31.0)],
+            -signal.SIGKILL,
+            logging.WARNING,
+            "child pid 10 was still draining after 30.0 s and was killed",
+        ),
+        ([], 3, logging.WARNING, "child pid 10 exited with status 3 while draining"),
+    ],
+)
+def test_an_old_childs_exit_is_quiet_unless_its_drain_went_wrong(
+    extra: list[tuple[h.Event, float]], code: int, level: int, text: str
+) -> None:
+    m = machine(SUPER, [*SUP_SERVING, (h.Stop(), 1.0), *extra])
+    assert [(e.level, e.text) for e in m.handle(h.Exited(10, code), 32.0) if isinstance(e, h.Log)] == [(level, text)]
