@@ -86,6 +86,9 @@ class Driver:
     def _hammer(self) -> None:
         """A second stop arrived while draining (in-process)."""
 
+    def _reported(self, outcome: h.Outcome) -> None:
+        """An outcome, as the machine reported it (``sockact run`` logs its start line on the first)."""
+
     # -- feeding the machine --------------------------------------------------------------------------
 
     def feed(self, event: h.Event) -> None:
@@ -135,6 +138,7 @@ class Driver:
                 log.log(level, "%s", text)
             case h.Report(outcome):
                 self.outcomes.append(outcome)
+                self._reported(outcome)
                 self.askers.outcome(outcome)
                 self._confirm()
 

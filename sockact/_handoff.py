@@ -68,6 +68,7 @@ class Cause(enum.Enum):
 class Upgraded:
     pid: int
     replaced: int | None = None  #: supervisor: the child it replaced (in-process: this process itself)
+    seconds: float = 0.0  #: from the reload (or the start) to the hand-over
 
 
 @dataclass(frozen=True)
@@ -246,6 +247,14 @@ class Policy:
     backoff_cap: float = 30.0
     quick: float = 10.0  #: a child that lived less than this and failed is a quick failure…
     give_up_after: int = 0  #: …and this many in a row make the supervisor give up (0: never)
+    pid: int | None = None  #: in-process: this process's pid, named in the "upgraded" log line
+
+
+def _signame(sig: int) -> str:
+    try:
+        return signal.Signals(sig).name
+    except ValueError:
+        return f"signal {sig}"
 
 
 def describe_exit(code: int) -> str:
@@ -291,6 +300,7 @@ class _Pending:
     ready_at: float | None  #: --ready spawn/SECONDS: ready by then without READY=1
     warn_at: float | None
     confirm_until: float | None = None  #: set by READY=1 while waiting for its barrier
+    began: float = 0.0  #: when the reload (or start) asked for it
 
 
 @dataclass
@@ -364,7 +374,7 @@ class Handoff:
     def _start(self, out: list[Effect], now: float) -> None:
         p = self.policy
         warn_at = now + p.warn_after if p.warn_after is not None and p.ready == "notify" else None
-        self.pending = _Pending(None, now + p.ready_timeout, None, warn_at)
+        self.pending = _Pending(None, now + p.ready_timeout, None, warn_at, began=now)
         self.state = State.STARTING
         out.append(Spawn())
 
@@ -405,6 +415,11 @@ class Handoff:
         self.state = State.STOPPING
         out.append(Tell({"STOPPING": 1, "STATUS": "stopping: draining"}))
         out.append(Report(Stopped()))
+        out.append(Log(logging.INFO, f"stopping on {_signame(sig)}: {self._draining_what()}"))
+
+    def _draining_what(self) -> str:
+        """What the stop drains, for its log line."""
+        return "draining"
 
     def _on_spawned(self, out: list[Effect], now: float, pid: int) -> None:
         if self.state is not State.STARTING or self.pending is None or self.pending.pid is not None:
@@ -417,7 +432,7 @@ class Handoff:
             self.pending.ready_at = now
         elif not isinstance(ready, str):
             self.pending.ready_at = now + ready
-        out += [Allow(pid), Log(logging.INFO, f"started successor pid {pid}")]
+        out += [Allow(pid), Log(logging.DEBUG, f"started successor pid {pid}")]
 
     def _on_message(self, out: list[Effect], now: float, pid: int, fields: Mapping[str, str]) -> None:
         p = self.pending
@@ -429,7 +444,7 @@ class Handoff:
                 else:
                     self._hand_over(out)
             elif "STATUS" in fields:
-                out.append(Log(logging.INFO, f"successor pid {pid}: {fields['STATUS']}"))
+                out.append(Log(logging.DEBUG, f"successor pid {pid}: {fields['STATUS']}"))
         elif p is not None and pid == p.pid and self.state is State.CONFIRMING and fields.get("BARRIER") == "1":
             out.append(Hold(pid))
             self._hand_over(out)
@@ -473,10 +488,13 @@ class Handoff:
     def _handed_over(self, out: list[Effect], now: float) -> None:
         assert self.pending is not None and self.pending.pid is not None
         new = self.pending.pid
+        seconds = now - self.pending.began
         self.pending = None
         self.current = new
         self.state = State.DRAINING
-        out += [Release(), Report(Upgraded(new)), Log(logging.INFO, f"handed over to pid {new}")]
+        me = f"pid {self.policy.pid}" if self.policy.pid is not None else "this process"
+        line = f"upgraded: {me} → pid {new} in {seconds:.2f} s; draining"
+        out += [Release(), Report(Upgraded(new, seconds=seconds)), Log(logging.INFO, line)]
         if self.reload_again:
             self.reload_again = False
             out.append(SendSignal(new, self.policy.reload_signal))  # coalesced during the upgrade
@@ -493,7 +511,9 @@ class Handoff:
         still = self._still_serving()
         if still is not None:
             self.state = State.SERVING
-            out.append(Log(logging.ERROR, f"upgrade failed, {still}: {reason}"))
+            # a stop asked for while starting is no error; every other failure is
+            level = logging.WARNING if cause is Cause.STOP else logging.ERROR
+            out.append(Log(level, f"upgrade failed, {still}: {reason}"))
             # READY=1 is owed after RELOADING=1, else the unit stays "reloading".
             out.append(Tell({"READY": 1, "STATUS": f"upgrade failed, {still}: {reason}"[:400]}))
             if retry and self.reload_again:
@@ -516,6 +536,7 @@ class SupervisorHandoff(Handoff):
     restart_at: float | None = None
     exit_code: int = 0
     gave_up: bool = False
+    served: bool = False  #: a child has been ready once: later readies without a predecessor are restarts
     restarts: Restarts = field(init=False)
 
     def __post_init__(self) -> None:
@@ -559,8 +580,8 @@ class SupervisorHandoff(Handoff):
 
     def _on_exit(self, out: list[Effect], now: float, pid: int, code: int) -> None:
         if pid in self.draining:
-            del self.draining[pid]
-            out.append(Log(logging.INFO, f"child pid {pid} exited with {describe_exit(code)}"))
+            killed = self.draining.pop(pid) == float("inf")
+            out.append(self._drained(pid, code, killed))
             if self.state is State.STOPPING and not self.gave_up:
                 self.exit_code = 0 if code in (0, -signal.SIGTERM) else (128 - code if code < 0 else code)
             self._maybe_done()
@@ -582,16 +603,38 @@ class SupervisorHandoff(Handoff):
             self.restart_at = None
             self._start(out, now)
 
+    def _drained(self, pid: int, code: int, killed: bool) -> Log:
+        """The line for an old child's exit: DEBUG when it finished its drain, WARNING otherwise."""
+        if killed:
+            limit = self.policy.drain_timeout
+            return Log(logging.WARNING, f"child pid {pid} was still draining after {limit} s and was killed")
+        if code in (0, -signal.SIGTERM):
+            return Log(logging.DEBUG, f"child pid {pid} drained and exited with {describe_exit(code)}")
+        return Log(logging.WARNING, f"child pid {pid} exited with {describe_exit(code)} while draining")
+
+    def _draining_what(self) -> str:
+        if self.current is None:
+            return "no child serving"
+        return f"child pid {self.current} has {self.policy.drain_timeout} s to drain"
+
     def _serving_status(self, pid: int) -> str:
         return f"serving: child pid {pid}" + (f" replaced pid {self.current}" if self.current is not None else "")
 
     def _handed_over(self, out: list[Effect], now: float) -> None:
         assert self.pending is not None and self.pending.pid is not None
         new, old = self.pending.pid, self.current
+        seconds = now - self.pending.began
         self.pending = None
         self.current = new
         self.state = State.SERVING
-        out += [Release(), Report(Upgraded(new, old)), Log(logging.INFO, f"handed over to pid {new}")]
+        if old is not None:
+            line = Log(logging.INFO, f"upgraded: child pid {old} → pid {new} in {seconds:.2f} s")
+        elif self.served:
+            line = Log(logging.INFO, f"restarted: child pid {new} ready in {seconds:.2f} s")
+        else:  # the driver's start line (addresses, version) announces the first child
+            line = Log(logging.DEBUG, f"child pid {new} ready in {seconds:.2f} s")
+        self.served = True
+        out += [Release(), Report(Upgraded(new, old, seconds)), line]
         if old is not None:
             out.append(SendSignal(old, signal.SIGTERM))
             self.draining[old] = now + self.policy.drain_timeout

@@ -119,6 +119,13 @@ class Listeners(Mapping[str, socket.socket]):
         )
         return f"<Listeners {parts}>"
 
+    def origins(self) -> list[tuple[str, str, bool]]:
+        """Each socket as (name, address, inherited), in order: what the start line and STATUS= show.
+
+        The address is the socket's own (``127.0.0.1:8000``, ``[::1]:80``, ``/run/app.sock``,
+        ``@abstract``; ``?`` if it cannot be read)."""
+        return [(name, _sockname(sock), name in self.inherited) for name, sock in self._sockets.items()]
+
     def passed_on(self) -> tuple[list[int], list[str]]:
         """The fds and FileDescriptorName=s to start a successor (or a child) with, in order."""
         return [sock.fileno() for sock in self._sockets.values()], [self.fdnames[key] for key in self._sockets]
@@ -161,12 +168,12 @@ def _sockname(sock: socket.socket) -> str:
         name = sock.getsockname()
     except OSError:
         return "?"
-    if isinstance(name, bytes):
-        return "@" + name[1:].decode(errors="replace")
+    if isinstance(name, bytes):  # an abstract unix name (Linux returns paths as str)
+        return "@" + name[1:].decode(errors="replace") if name[:1] == b"\0" else name.decode(errors="replace")
     if isinstance(name, tuple):
         host, port = name[0], name[1]
         return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    return str(name)
+    return str(name) or "?"  # an unnamed unix socket
 
 
 def _parse_spec(spec: Mapping[str, str]) -> list[tuple[str, Address]]:

@@ -20,10 +20,13 @@ A thin driver of the one hand-over machine (``sockact._handoff``) in supervisor 
 
 from __future__ import annotations
 
+import logging
 import os
+import shlex
 import signal
 from collections.abc import MutableMapping, Sequence
 
+from . import __version__
 from . import _handoff as h
 from ._control import CONTROL_VAR, ControlServer
 from ._drive import Driver
@@ -34,9 +37,12 @@ from ._procenv import process_environ
 from ._receiver import NotifyReceiver
 from ._signals import SignalPipe
 from ._spawn import Child, spawn
+from ._startline import describe_sockets, start_line
 from ._upstream import Upstream
 
 __all__ = ["Supervisor", "parse_ready"]
+
+log = logging.getLogger("sockact.supervisor")
 
 #: Without READY=1 this soon, the supervisor warns that the child may not speak sd_notify.
 WARN_AFTER = 5.0
@@ -91,6 +97,7 @@ class Supervisor(Driver):
             quick=quick,
         )
         self.handoff = h.SupervisorHandoff(policy)
+        self._announced = False
         super().__init__(
             self.handoff,
             Upstream(self.environ),
@@ -112,6 +119,9 @@ class Supervisor(Driver):
                     write_pidfile(self.pidfile, os.getpid())
                 if self.control_path is not None:
                     self.control = ControlServer(self.control_path)
+                log.debug(
+                    "holding %s; starting %s", describe_sockets(self.listeners.origins()), shlex.join(self.command)
+                )
                 self.feed(h.Start())
                 self.run_until(lambda: self.machine.state is h.State.DONE)
             finally:
@@ -127,6 +137,15 @@ class Supervisor(Driver):
             env.pop(own, None)
         child = spawn(self.command, fds, names, environ=env, notify_socket=self.receiver.address)
         return child
+
+    def _reported(self, outcome: h.Outcome) -> None:
+        """The first child is ready: the start line (later ones get the machine's "upgraded"/"restarted")."""
+        if isinstance(outcome, h.Upgraded) and outcome.replaced is None and not self._announced:
+            self._announced = True
+            line = start_line(
+                __version__, os.getpid(), self.listeners.origins(), child=outcome.pid, ready_in=outcome.seconds
+            )
+            log.info("%s", line)
 
     def _hand_over(self, pid: int, status: str) -> None:
         self.upstream.hand_over(pid, status, mainpid=False, confirm=False)  # the supervisor stays main

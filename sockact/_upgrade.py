@@ -113,6 +113,7 @@ class Upgrader(Driver):
             confirm=BARRIER_WAIT,
             reload_signal=reload_signal,
             forward_stop=self.pidfile is not None,
+            pid=os.getpid(),
         )
         super().__init__(
             h.Handoff(policy),

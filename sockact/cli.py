@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import logging
 import math
 import os
 import shutil
@@ -25,7 +24,7 @@ from ._control import CONTROL_VAR, request_reload
 from ._env import parse_watchdog_env
 from ._errors import SockactError, UsageError
 from ._fds import describe_fd
-from ._journal import stream_is_journal
+from ._journal import LEVELS, configure_logging, fd_is_journal
 from ._listeners import Listeners, get_listeners, read_inherited
 from ._supervisor import Supervisor, parse_ready
 from ._units import render_units
@@ -202,7 +201,33 @@ def _command(args: argparse.Namespace, usage: str) -> list[str]:
     return command
 
 
+def _add_logging_options(parser: argparse.ArgumentParser) -> None:
+    """``--log-level`` and ``-v``: how much sockact itself logs (read by :func:`_setup_logging`)."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument(
+        "--log-level",
+        choices=list(LEVELS),
+        default="info",
+        help="the least severe of sockact's own lines to show: debug, info (default: the start line and one "
+        "line per reload), warning or error (failures only), e.g. --log-level warning",
+    )
+    group.add_argument(
+        "-v",
+        "--verbose",
+        dest="log_level",
+        action="store_const",
+        const="debug",
+        help="the same as --log-level debug (each successor's start and STATUS=, each drained child), e.g. -v",
+    )
+
+
+def _setup_logging(args: argparse.Namespace) -> None:
+    """sockact's lines to stderr at ``--log-level``, ``<N>``-prefixed when stderr is the journal."""
+    configure_logging(LEVELS[args.log_level])
+
+
 def _run(args: argparse.Namespace) -> int:
+    _setup_logging(args)
     pairs = _unique_listens(args.listen)
     command = _command(args, "sockact run [OPTIONS] -- COMMAND [ARGS…]")
     pidfile = _writable_file("--pidfile", args.pidfile) if args.pidfile else None
@@ -211,7 +236,6 @@ def _run(args: argparse.Namespace) -> int:
     with listeners:
         if spec is None:
             _check_passable(listeners)
-        logging.basicConfig(level=logging.INFO, format="sockact[%(process)d]: %(message)s")
         supervisor = Supervisor(
             listeners,
             command,
@@ -235,14 +259,9 @@ def _reload(args: argparse.Namespace) -> int:
     if ok:
         print(f"sockact reload: {text}")
         return 0
-    journal = stream_is_journal(os.environ.get("JOURNAL_STREAM"), *_stat_ids(sys.stderr.fileno()))
+    journal = fd_is_journal(sys.stderr.fileno())
     print(f"{'<3>' if journal else ''}sockact reload: {text}", file=sys.stderr)  # journalctl -p err shows it
     return 1
-
-
-def _stat_ids(fd: int) -> tuple[int, int]:
-    st = os.fstat(fd)
-    return st.st_dev, st.st_ino
 
 
 def _check_passable(listeners: Listeners) -> None:
@@ -432,6 +451,7 @@ def _add_run(sub: argparse._SubParsersAction[_Parser]) -> None:
         action="store_true",
         help="under activation, bind a --listen that matches no inherited socket even if some go unclaimed",
     )
+    _add_logging_options(run)
 
 
 def _add_units(sub: argparse._SubParsersAction[_Parser]) -> None:

@@ -233,6 +233,41 @@ def test_transition(
     assert m.state is state
 
 
+@pytest.mark.parametrize(("policy", "path", "event", "now"), [row[1:5] for row in TABLE], ids=[row[0] for row in TABLE])
+def test_each_outcome_is_one_log_line(
+    policy: h.Policy, path: list[tuple[h.Event, float]], event: h.Event, now: float
+) -> None:
+    """At the default level (INFO) an operator sees one line per outcome — a failure at WARNING (a stop
+    cut it short) or ERROR — and at most one line for any other event. The supervisor's first child
+    is the exception: the driver's start line (addresses, version) announces it, so the machine's is DEBUG."""
+    effects = machine(policy, path).handle(event, now)
+    reports = [e.outcome for e in effects if isinstance(e, h.Report)]
+    shown = [e for e in effects if isinstance(e, h.Log) and e.level >= logging.INFO]
+    first_child = [o for o in reports if isinstance(o, h.Upgraded) and o.replaced is None and policy is SUPER]
+    if reports:
+        assert len(shown) == len(reports) - len(first_child), effects
+    else:
+        assert len(shown) <= 1, effects
+    if any(isinstance(o, h.Failed) for o in reports):
+        assert max(e.level for e in shown) >= logging.WARNING, effects
+
+
+def test_upgraded_says_who_replaced_whom_and_how_long_it_took() -> None:
+    m = h.Handoff(h.Policy(confirm=1.0, pid=5))
+    logs = [e for ev, t in IN_DRAINING for e in m.handle(ev, t) if isinstance(e, h.Log) and e.level >= logging.INFO]
+    assert [e.text for e in logs] == ["upgraded: pid 5 → pid 7 in 1.20 s; draining"]
+    s = machine(SUPER, SUP_SERVING)
+    effects = [
+        e
+        for ev, t in [(h.Reload(), 20.0), (h.Spawned(11), 20.0), (h.Notified(11, {"READY": "1"}), 20.25)]
+        for e in s.handle(ev, t)
+    ] + s.handle(h.HandedOver(), 20.3)
+    assert h.Report(h.Upgraded(11, 10, pytest.approx(0.3))) in effects
+    assert [e.text for e in effects if isinstance(e, h.Log) and e.level >= logging.INFO] == [
+        "upgraded: child pid 10 → pid 11 in 0.30 s"
+    ]
+
+
 def test_every_state_is_reached_by_the_table() -> None:
     reached = set()
     for _, policy, path, event, now, _, _ in TABLE:
@@ -373,3 +408,24 @@ def test_describe_exit() -> None:
     assert h.describe_exit(0) == "status 0"
     assert h.describe_exit(-9) == "signal SIGKILL"
     assert h.describe_exit(-200) == "signal 200"
+
+
+@pytest.mark.parametrize(
+    ("extra", "code", "level", "text"),
+    [
+        ([], -signal.SIGTERM, logging.DEBUG, "child pid 10 drained and exited with signal SIGTERM"),
+        ([], 0, logging.DEBUG, "child pid 10 drained and exited with status 0"),
+        (
+            [(h.Tick(), 31.0)],
+            -signal.SIGKILL,
+            logging.WARNING,
+            "child pid 10 was still draining after 30.0 s and was killed",
+        ),
+        ([], 3, logging.WARNING, "child pid 10 exited with status 3 while draining"),
+    ],
+)
+def test_an_old_childs_exit_is_quiet_unless_its_drain_went_wrong(
+    extra: list[tuple[h.Event, float]], code: int, level: int, text: str
+) -> None:
+    m = machine(SUPER, [*SUP_SERVING, (h.Stop(), 1.0), *extra])
+    assert [(e.level, e.text) for e in m.handle(h.Exited(10, code), 32.0) if isinstance(e, h.Log)] == [(level, text)]

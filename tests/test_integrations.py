@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from sockact import NotifyReceiver
+from sockact import NotifyReceiver, __version__
 from sockact._loadgen import get
 from sockact.integrations import gunicorn as sockact_gunicorn
 
@@ -62,12 +62,15 @@ def test_reloads_under_load(server: str, mode: str, tmp_path: object) -> None:
 
 @pytest.mark.parametrize("server", SERVERS)
 def test_ready_once_accepting(server: str, tmp_path: object) -> None:
-    """READY=1 comes from the server's pid, and a request sent the moment it arrives is answered by it."""
+    """READY=1 comes from the server's pid, and a request sent the moment it arrives is answered by it;
+    the log has sockact's start line once, naming the server (uvicorn's own "running on" is missing
+    for sockets it did not bind)."""
     need_module(server)
     port = free_port()
     with NotifyReceiver() as receiver:
         env = child_env({"NOTIFY_SOCKET": receiver.address})
-        proc = subprocess.Popen([PY, example(server), "--listen", f"127.0.0.1:{port}"], env=env)
+        argv = [PY, example(server), "--listen", f"127.0.0.1:{port}"]
+        proc = subprocess.Popen(argv, env=env, stderr=subprocess.PIPE, text=True)
         try:
             message = receiver.receive(timeout=30)
             assert message is not None and message.get("READY") == "1", message
@@ -75,7 +78,10 @@ def test_ready_once_accepting(server: str, tmp_path: object) -> None:
             assert get("127.0.0.1", port, timeout=10) == (200, proc.pid)
         finally:
             proc.terminate()
-            assert proc.wait(20) == 0
+            _, err = proc.communicate(timeout=20)
+            assert proc.returncode == 0, err
+    start = f"sockact {__version__} pid {proc.pid} serving http=127.0.0.1:{port} (bound) with {server} "
+    assert err.count(start) == 1 and err.count(" serving http=") == 1, err
 
 
 @pytest.mark.parametrize("server", ["uvicorn", "hypercorn", "aiohttp"])

@@ -26,13 +26,15 @@ def run(args: list[str], command: list[str], timeout: float = 60) -> tuple[subpr
 
 
 def test_a_child_that_crashes_right_after_ready_is_not_restarted_forever() -> None:
-    out, messages = run(["--give-up-after", "3"], [PY, "-c", "import sockact; sockact.ready(); raise SystemExit(4)"])
+    out, messages = run(
+        ["--give-up-after", "3", "-v"], [PY, "-c", "import sockact; sockact.ready(); raise SystemExit(4)"]
+    )
     assert out.returncode == 1, out.stderr
     assert (
         "3 quick failures in a row, giving up" in out.stderr
         and "Traceback (most recent" not in out.stderr.split("giving up")[-1]
     )
-    assert out.stderr.count("started successor pid") == 3  # not every 0.1 s forever
+    assert out.stderr.count("started successor pid") == 3  # not every 0.1 s forever (a DEBUG line: -v)
     assert out.elapsed >= 0.3  # type: ignore[attr-defined]  # backed off 0.1 s, then 0.2 s, though each said READY=1
     assert any("giving up" in (m.get("STATUS") or "") for m in messages)
 

@@ -12,7 +12,11 @@
 Each ``run`` takes the sockets with :func:`sockact.get_listeners` (inherited from systemd or a
 predecessor, else bound), sends READY=1 once the server accepts, reloads in place on SIGHUP through
 :class:`sockact.Upgrader`, and drains with the server's own graceful shutdown within
-``drain_timeout``. It returns ``"upgraded"``, ``"stop"`` or ``"failed"``.
+``drain_timeout``. It returns ``"upgraded"``, ``"stop"`` or ``"failed"``. Once the server accepts it
+logs one start line on the ``sockact`` logger (``sockact 0.1.0 pid 812 serving http=127.0.0.1:8000
+(inherited) with uvicorn 0.30.6``), and one line per reload outcome; if the application configured no
+logging, ``run`` gives that logger a stderr handler first (``<N>`` priorities when stderr is the
+journal; :func:`sockact._journal.configure_logging` has the rule).
 
 The options every ``run`` takes besides the app and ``listen`` (an address in ListenStream= syntax,
 or ``{name: address}`` matched against FileDescriptorName=):

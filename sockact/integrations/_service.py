@@ -1,16 +1,21 @@
-"""What every integration shares: listeners, the upgrader, READY once serving, and the drain budget."""
+"""What every integration shares: listeners, the upgrader, the start line and READY once serving, and
+the drain budget."""
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import threading
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from types import TracebackType
 
+from .. import __version__
+from .._journal import configure_logging
 from .._listeners import Listeners, get_listeners
 from .._notify import ready
 from .._poll import readable
+from .._startline import describe_sockets, start_line
 from .._upgrade import Upgrader
 
 __all__ = ["Listen", "Service", "finish", "listen_spec", "ready_async", "unread"]
@@ -18,6 +23,8 @@ __all__ = ["Listen", "Service", "finish", "listen_spec", "ready_async", "unread"
 #: An address in ListenStream= syntax ("127.0.0.1:8000", "8000", "/run/app.sock", "[::1]:80"), or
 #: a mapping of names (FileDescriptorName= in the .socket unit) to such addresses.
 Listen = str | Mapping[str, str]
+
+log = logging.getLogger("sockact.integrations")
 
 
 def listen_spec(listen: Listen, name: str = "http") -> dict[str, str]:
@@ -28,10 +35,12 @@ def listen_spec(listen: Listen, name: str = "http") -> dict[str, str]:
 class Service:
     """Listeners + :class:`~sockact.Upgrader` for one server process; a context manager.
 
-    ``__enter__`` takes the sockets (inherited by name or address, else bound), ``ready()`` closes
-    inherited fds nobody claimed and sends READY=1 — call it only once the server accepts — and
-    ``__exit__`` restores the signal handlers and closes the listeners (a server that closed its own
-    copies first is fine: closing twice is a no-op).
+    ``__enter__`` gives sockact's loggers a stderr handler unless the application configured logging
+    (:func:`sockact._journal.configure_logging`) and takes the sockets (inherited by name or address,
+    else bound); ``ready()`` logs the start line, closes inherited fds nobody claimed and sends
+    READY=1 — call it only once the server accepts — and ``__exit__`` restores the signal handlers
+    and closes the listeners (a server that closed its own copies first is fine: closing twice is a
+    no-op).
     """
 
     def __init__(
@@ -69,6 +78,7 @@ class Service:
         return list(self.listeners.values())
 
     def __enter__(self) -> Service:
+        configure_logging()
         self._listeners = get_listeners(self.spec, environ=self.environ)
         try:
             self._upgrader = Upgrader(
@@ -101,29 +111,26 @@ class Service:
                 self._listeners = None
 
     def describe(self) -> str:
-        origins = ", ".join(
-            f"{name}={_where(sock)}{' (inherited)' if name in self.listeners.inherited else ''}"
-            for name, sock in self.listeners.items()
-        )
-        return origins
+        """The sockets and where each came from: ``http=127.0.0.1:8000 (inherited), …``."""
+        return describe_sockets(self.listeners.origins())
 
     def ready(self, server: str) -> None:
-        """The server accepts on every listener: close unclaimed inherited fds, send READY=1."""
+        """The server accepts on every listener: log the start line (``server`` and its version),
+        close unclaimed inherited fds, send READY=1."""
+        origins = self.listeners.origins()
+        log.info("%s", start_line(__version__, os.getpid(), origins, server=_with_version(server)))
         self.listeners.close_unclaimed()
-        ready(f"{server} pid {os.getpid()} serving on {self.describe()}", environ=self.environ)
+        ready(f"{server} pid {os.getpid()} serving on {describe_sockets(origins)}", environ=self.environ)
 
 
-def _where(sock: socket.socket) -> str:
+def _with_version(server: str) -> str:
+    """``uvicorn 0.30.6``: the server's distribution version, when installed as one."""
+    from importlib import metadata
+
     try:
-        name = sock.getsockname()
-    except OSError:
-        return "?"
-    if isinstance(name, tuple):
-        host, port = name[0], name[1]
-        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    if isinstance(name, bytes):
-        return "@" + name[1:].decode(errors="replace") if name[:1] == b"\0" else name.decode(errors="replace")
-    return str(name) or "?"
+        return f"{server} {metadata.version(server)}"
+    except metadata.PackageNotFoundError:
+        return server
 
 
 async def finish(drained: Awaitable[object], hammer: threading.Event, on_hammer: Callable[[], object]) -> None:
