@@ -107,7 +107,8 @@ ERRORS = [
 
 @pytest.mark.parametrize(("args", "message"), ERRORS, ids=[" ".join(a) for a, _ in ERRORS])
 def test_each_user_error_is_one_line_exit_2(args: list[str], message: str) -> None:
-    need_module(args[0]) if args[0] in SERVERS else None
+    if args[0] in SERVERS:
+        need_module(args[0])
     assert message in serve_error(*args)
 
 
