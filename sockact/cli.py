@@ -668,6 +668,8 @@ def _parse(words: list[str]) -> argparse.Namespace:
     cut = words.index("--") if "--" in words else len(words)
     args, extra = parser.parse_known_args(words[:cut])
     args.cmd = words[cut + 1 :]
+    if cut < len(words) and args.command not in _DASH_HINT:  # nothing would read it: say so, not drop it
+        subparsers[args.command].error(f"takes no COMMAND after --; unrecognized arguments: {' '.join(words[cut:])}")
     if extra:
         sub = subparsers[args.command]
         hint = _DASH_HINT.get(args.command, "")

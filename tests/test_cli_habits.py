@@ -77,3 +77,9 @@ def test_a_forgotten_double_dash_gets_a_hint(args: list[str], hint: str) -> None
 def test_extra_words_elsewhere_get_no_dash_hint() -> None:
     out = sockact("inspect", "stray")
     assert out.returncode == 2 and "unrecognized arguments: stray" in out.stderr and "after --" not in out.stderr
+
+
+def test_words_after_double_dash_where_no_program_goes_are_an_error() -> None:
+    out = sockact("serve", "uvicorn", "main:app", "--", "--workers", "4")
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    assert "sockact serve: error: takes no COMMAND after --; unrecognized arguments: -- --workers 4" in out.stderr
