@@ -16,6 +16,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
 from typing import NoReturn
 
@@ -282,10 +283,13 @@ def _units(args: argparse.Namespace) -> int:
         command,
         mode=args.mode,
         service_type=args.type,
-        user=args.user,
+        user=args.user_unit,
         drain_timeout=args.drain_timeout,
         environment=dict(args.env or []),
         sockact_command=[sys.executable, "-m", "sockact"],
+        harden=not args.no_harden,
+        run_as=args.run_as,
+        writable=args.writable,
     )
     out = os.path.abspath(args.out)
     try:
@@ -294,6 +298,11 @@ def _units(args: argparse.Namespace) -> int:
         raise UsageError(f"--out {args.out}: cannot create directory {out}: {exc.strerror}") from exc
     if not os.access(out, os.W_OK):
         raise UsageError(f"--out {args.out}: directory {out} is not writable")
+    if not args.no_harden and not args.user_unit:
+        for program in (command[0], sys.executable):
+            problem = _unreachable(program)
+            if problem:
+                print(f"warning: {problem}", file=sys.stderr)
     paths = []
     for filename, text in units.items():
         path = os.path.join(out, filename)
@@ -307,13 +316,17 @@ def _units(args: argparse.Namespace) -> int:
     if tool is None:
         print("note: systemd-analyze not found; the units were not verified", file=sys.stderr)
         return 0
-    result = subprocess.run(
-        [tool, *(["--user"] if args.user else []), "verify", *paths],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "SYSTEMD_LOG_LEVEL": "notice"},
-        check=False,
-    )
+    env = {**os.environ, "SYSTEMD_LOG_LEVEL": "notice"}
+    with tempfile.TemporaryDirectory(prefix="sockact-verify-") as runtime:
+        if args.user_unit and not env.get("XDG_RUNTIME_DIR"):  # no user session: --user verify needs one
+            env["XDG_RUNTIME_DIR"] = runtime
+        result = subprocess.run(
+            [tool, *(["--user"] if args.user_unit else []), "verify", *paths],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=False,
+        )
     if result.returncode != 0 or result.stderr.strip():  # it exits 0 on many mistakes: stderr decides
         print(f"sockact: systemd-analyze verify found problems:\n{result.stderr.strip()}", file=sys.stderr)
         return 1
@@ -321,10 +334,36 @@ def _units(args: argparse.Namespace) -> int:
     return 0
 
 
+def _unreachable(program: str) -> str | None:
+    """Why a hardened service (an unprivileged user, ProtectHome=yes) could not run ``program``, or None."""
+    if not program.startswith("/"):
+        return None  # systemd looks a bare name up in its own PATH, not ours
+    real = os.path.realpath(program)
+    shown = program if real == program else f"{program} (→ {real})"
+    for hidden in ("/home/", "/root/", "/run/user/"):
+        if real.startswith(hidden):
+            return (
+                f"{shown} is under {hidden}, which ProtectHome=yes hides from the service: install it elsewhere "
+                "(e.g. a venv in /opt made from /usr/bin/python3) or write the unit with --no-harden"
+            )
+    path = "/"
+    for part in real.strip("/").split("/")[:-1]:
+        path = os.path.join(path, part)
+        try:
+            mode = os.stat(path).st_mode
+        except OSError:
+            return None
+        if not mode & 0o001:
+            return f"{shown}: {path} is not searchable by other users, so the service's user cannot run it"
+    return None
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse with one-line errors (``sockact run: error: …``), exit status 2."""
 
     def error(self, message: str) -> NoReturn:
+        if "argument --user: expected one argument" in message:  # the old flag: sockact units --user (a user unit)
+            message += "; --user NAME now names User=, and a unit for systemctl --user is --user-unit"
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
@@ -429,7 +468,14 @@ def _add_units(sub: argparse._SubParsersAction[_Parser]) -> None:
     units.add_argument(
         "--type", choices=["notify", "notify-reload"], default="notify", help="notify-reload needs systemd >= 253"
     )
-    units.add_argument("--user", action="store_true", help="a user unit (systemctl --user)")
+    units.add_argument(
+        "--user", dest="run_as", metavar="NAME", help="run as this existing user (User=) instead of a DynamicUser="
+    )
+    units.add_argument("--user-unit", action="store_true", help="a unit for the user's manager (systemctl --user)")
+    units.add_argument("--no-harden", action="store_true", help="leave out the sandbox (DynamicUser=, ProtectSystem=…)")
+    units.add_argument(
+        "--writable", action="append", default=[], metavar="PATH", help="a path the app may write (ReadWritePaths=)"
+    )
     units.add_argument("--out", default=".", metavar="DIR", help="write the units into DIR (default: here)")
     units.add_argument(
         "--drain-timeout",

@@ -295,6 +295,10 @@ class Sandbox:
     def show(self, unit: str, prop: str) -> str:
         return self.systemctl("show", unit, "-p", prop, "--value").stdout.strip()
 
+    def uid(self, pid: int | str) -> int:
+        """The uid a process of the box runs as (the owner of its /proc entry, in the box's pid namespace)."""
+        return int(self.run("stat", "-c", "%u", f"/proc/{pid}").stdout)
+
     def activate(self, name: str, port: int) -> int:
         """Start ``name``.socket, activate the service with a first request, and wait for its start job
         (READY=1): the pid that served it. A `systemctl reload` queued while the start job still runs is

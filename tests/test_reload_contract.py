@@ -21,7 +21,7 @@ from sockact._loadgen import Load, get
 from conftest import boot_box
 from helpers import ROOT, free_port
 from reloads import sleep_on_owned_connection
-from sandbox import PYTHON, Sandbox
+from sandbox import Sandbox
 from units import generated as generated_units
 
 RELOADS = 30
@@ -42,14 +42,13 @@ def deploy_dir(workdir: str, mode: str) -> str:
 def box(
     request: pytest.FixtureRequest, box_version: str, tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[Sandbox, dict[str, tuple[str, int, str]]]:
-    python = PYTHON[box_version]
     workdir = str(tmp_path_factory.mktemp(f"contract{box_version}"))
     units: dict[str, str] = {}
     apps = {}
     for mode in MODES:
         name, port, app = f"contract-{mode}", free_port(), deploy_dir(workdir, mode)
         log = os.path.join(workdir, f"{name}.log")
-        generated = generated_units(name, port, mode, f"{app}/app.py", log, python, extra="RestartSec=100ms\n")
+        generated = generated_units(name, port, mode, f"{app}/app.py", log, extra="RestartSec=100ms\n")
         units.update(generated)
         apps[mode] = (name, port, app)
     with boot_box(request, box_version, workdir, units) as sandbox:
@@ -82,6 +81,7 @@ def test_systemctl_reload_can_be_trusted(box: tuple, mode: str) -> None:
     name, port, app = apps[mode]
     service = f"{name}.service"
     pids = [sandbox.activate(name, port)]  # the first connection activates the service
+    assert sandbox.uid(pids[0]) != 0  # a hardened unit: a dynamic user
 
     # 30 back-to-back reloads under load: each exits 0, and the very next connection is new code.
     with Load("127.0.0.1", port, workers=4, max_seconds=300) as load:

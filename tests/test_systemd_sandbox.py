@@ -99,7 +99,7 @@ def sandbox(
     for mode in ("inprocess", "supervise"):
         name, port = f"gen-{mode}", free_port()
         log = os.path.join(workdir, f"{name}.log")
-        generated = generated_units(name, port, mode, f"{ROOT}/examples/http_server.py", log, python)
+        generated = generated_units(name, port, mode, f"{ROOT}/examples/http_server.py", log)
         units.update(generated)
         apps[("generated", mode)] = (name, port)
     for probe in ("stamped", "bare"):  # Type=notify-reload probes of systemd itself; 2 s reload timeout
@@ -235,6 +235,7 @@ def test_shipped_units_boot_reload_and_stop(sandbox: tuple, name: str) -> None:
     assert ("shipped", name) in apps, f"{name} is not collected on the {box.box} box (conftest)"
     _, port = apps[("shipped", name)]
     first = box.activate(name, port)
+    assert (box.uid(first) != 0) == (name in STDLIB_ONLY), logs(box, name)  # see units.localized
     if supervised(name):
         supervised_reloads(box, name, port, 5, [first])
     else:
@@ -276,7 +277,10 @@ def test_generated_inprocess_units_pass_the_restart_checks(sandbox: tuple) -> No
     service = f"{name}.service"
     main_pids = [box.activate(name, port)]
     assert box.show(service, "MainPID") == str(main_pids[0]), logs(box, name)
+    uid = box.uid(main_pids[0])
+    assert uid != 0  # hardened: a dynamic user
     reload_under_load(box, name, port, RELOADS, main_pids)
+    assert box.uid(main_pids[-1]) == uid  # the successors too
     box.run("kill", "-9", str(main_pids[-1]))
     main_pids.append(settle(box, name, port, set(main_pids)))
     assert box.show(service, "NRestarts") == "1", logs(box, name)
@@ -289,6 +293,7 @@ def test_sockact_run_as_execstart(sandbox: tuple) -> None:
     box, apps = sandbox
     name, port = apps[("generated", "supervise")]
     children = [box.activate(name, port)]  # sockact run starts the first child
+    assert box.uid(box.show(f"{name}.service", "MainPID")) != 0 and box.uid(children[0]) != 0  # hardened
     supervised_reloads(box, name, port, RELOADS, children)
     stop_drains(box, name, port)
 

@@ -66,15 +66,20 @@ def test_render_inprocess_pair() -> None:
     for line in (
         "Type=notify",
         "NotifyAccess=all",
-        "PIDFile=%t/app.pid",
+        "PIDFile=%t/app/app.pid",
+        "RuntimeDirectory=app",
         "ExecStart=/usr/bin/python3 app.py",
-        "ExecReload=sockact reload --control=%t/app.control",
+        "ExecReload=sockact reload --control=%t/app/control",
         "KillMode=mixed",
         "TimeoutStopSec=35",
         "Restart=on-failure",
         "Environment=PYTHONPATH=/opt/app",
-        "Environment=SOCKACT_PIDFILE=%t/app.pid",
-        "Environment=SOCKACT_CONTROL=%t/app.control",
+        "Environment=SOCKACT_PIDFILE=%t/app/app.pid",
+        "Environment=SOCKACT_CONTROL=%t/app/control",
+        "DynamicUser=yes",
+        "ProtectSystem=strict",
+        "NoNewPrivileges=yes",
+        "CapabilityBoundingSet=",
         "Requires=app.socket app-dns.socket",
         "WantedBy=multi-user.target",
     ):
@@ -92,12 +97,35 @@ def test_render_supervise_user() -> None:
     )
     service = units["app.service"].splitlines()
     assert (
-        "ExecStart=/venv/bin/python -m sockact run --listen=http=/run/app.sock --control=%t/app.control "
+        "ExecStart=/venv/bin/python -m sockact run --listen=http=/run/app.sock --control=%t/app/control "
         "--drain-timeout=30 -- /bin/server '--port=$$PORT' 100%%"
     ) in service  # $ and % are escaped for systemd
-    assert "ExecReload=/venv/bin/python -m sockact reload --control=%t/app.control" in service
+    assert "ExecReload=/venv/bin/python -m sockact reload --control=%t/app/control" in service
     assert "Type=notify" in service and "NotifyAccess=main" in service
     assert "WantedBy=default.target" in service and not any(x.startswith("PIDFile=") for x in service)
+    # a user manager cannot apply namespaces or users: only the unprivileged part of the sandbox
+    assert "NoNewPrivileges=yes" in service and "SystemCallFilter=@system-service" in service
+    assert not any(x.startswith(("DynamicUser=", "User=", "ProtectSystem=", "PrivateUsers=")) for x in service)
+    assert "SocketMode=0660" in units["app.socket"].splitlines()  # a unix listener: root and its group only
+    assert "MemoryDenyWriteExecute=yes" not in service  # supervise: COMMAND may be a JIT runtime
+
+
+def test_render_hardening_choices() -> None:
+    """DynamicUser= by default; User= when named; ReadWritePaths= per writable path; none of it unhardened."""
+
+    def service(**kwargs: object) -> list[str]:
+        return render_units("app", [("http", "8080")], ["/bin/app"], **kwargs)["app.service"].splitlines()  # type: ignore[arg-type]
+
+    named = service(run_as="www-app", writable=["/var/lib/app", "/srv/uploads"])
+    assert "User=www-app" in named and "DynamicUser=yes" not in named
+    assert "ReadWritePaths=/var/lib/app" in named and "ReadWritePaths=/srv/uploads" in named
+    bare = service(harden=False)
+    assert not any(x.startswith(("DynamicUser=", "ProtectSystem=", "NoNewPrivileges=", "UMask=")) for x in bare)
+    assert "RuntimeDirectory=app" in bare and "PIDFile=%t/app/app.pid" in bare  # the same layout either way
+    tcp = render_units("app", [("http", "8080")], ["/bin/app"])["app.socket"]
+    assert "SocketMode" not in tcp
+    abstract = render_units("app", [("http", "@app")], ["/bin/app"])["app.socket"]
+    assert "SocketMode" not in abstract  # an abstract name has no file mode: anyone in the netns may connect
 
 
 @pytest.mark.parametrize(
@@ -111,6 +139,17 @@ def test_render_supervise_user() -> None:
         ({"mode": "x"}, SockactError, "inprocess or supervise"),
         ({"service_type": "simple"}, SockactError, "notify"),
         ({"environment": {"SOCKACT_PIDFILE": "/x"}}, SockactError, "set by the generated unit"),
+        ({"run_as": "Root Admin"}, SockactError, "unprivileged user's name"),
+        ({"run_as": "root"}, SockactError, "unprivileged user's name"),
+        ({"run_as": "app", "harden": False}, SockactError, "hardened system unit"),
+        ({"run_as": "app", "user": True}, SockactError, "hardened system unit"),
+        ({"writable": ["var/lib/app"], "run_as": "app"}, SockactError, "absolute path"),
+        ({"writable": ["/srv/a b"], "run_as": "app"}, SockactError, "without spaces"),
+        ({"writable": ["/srv/100%"], "run_as": "app"}, SockactError, "without spaces"),
+        ({"writable": ["/srv"]}, SockactError, "dynamic user gets a new uid"),
+        ({"writable": ["/srv"], "harden": False}, SockactError, "only for a hardened system unit"),
+        ({"writable": ["/srv"], "user": True}, SockactError, "only for a hardened system unit"),
+        ({"listens": [("http", "/run/app/app.sock")]}, SockactError, "empties at every stop"),
     ],
 )
 def test_render_refuses_bad_input(kwargs: dict, error: type, match: str) -> None:
@@ -170,6 +209,8 @@ def test_generator_refuses_a_type_that_cannot_report_a_failed_deploy(tmp_path: o
         (["app", "--listen", "http=8000"], "no command given"),
         (["app", "--listen", "http=bogus", "--", "/bin/true"], "invalid address"),
         (["app", "--listen", "http=8000", "--out", "/dev/null/dir", "--", "/bin/true"], "cannot create directory"),
+        (["app", "--user", "--listen", "http=8000", "--", "/bin/true"], "a unit for systemctl --user is --user-unit"),
+        (["app", "--listen", "http=8000", "--writable", "/srv", "--", "/bin/true"], "dynamic user"),
     ],
 )
 def test_generator_errors_are_one_line(args: list[str], match: str) -> None:
@@ -182,3 +223,65 @@ def test_generator_creates_the_out_directory(tmp_path: pathlib.Path) -> None:
     out = units_cli("app", "--listen", "http=8000", "--out", str(out_dir), "--no-verify", "--", "/bin/true")
     assert out.returncode == 0, out.stderr
     assert sorted(p.name for p in out_dir.iterdir()) == ["app.service", "app.socket"]
+
+
+def exposure(path: str) -> float:
+    """`systemd-analyze security --offline=true`'s overall exposure level of the unit at ``path`` (0–10)."""
+    tool = need_tool("systemd-analyze")
+    out = subprocess.run(
+        [tool, "security", "--offline=true", "--no-pager", path], capture_output=True, text=True, timeout=60
+    )
+    last = [line for line in out.stdout.splitlines() if "Overall exposure level" in line]
+    assert last, out.stdout + out.stderr
+    return float(last[-1].split(":")[1].split()[0])
+
+
+@pytest.mark.peer
+@pytest.mark.parametrize("mode", ["inprocess", "supervise"])
+def test_generated_units_are_hardened(tmp_path: pathlib.Path, mode: str) -> None:
+    """Target of issue 17: exposure ≤ 2.5 ("OK") for what `sockact units` writes; 9.8 without the sandbox."""
+    for harden, name in ((True, "app"), (False, "bare")):
+        units = render_units(name, [("http", "8080")], ["/usr/bin/python3", "/opt/app.py"], mode=mode, harden=harden)
+        for filename, text in units.items():
+            (tmp_path / filename).write_text(text)
+    assert exposure(str(tmp_path / "app.service")) <= 2.5
+    assert exposure(str(tmp_path / "bare.service")) > 9  # the check can fail
+
+
+@pytest.mark.peer
+@pytest.mark.parametrize("name", shipped_pairs())
+def test_shipped_units_are_hardened(name: str) -> None:
+    assert exposure(os.path.join(ROOT, "units", f"{name}.service")) <= 2.5
+
+
+@pytest.mark.parametrize("name", shipped_pairs())
+def test_shipped_units_carry_the_generators_sandbox(name: str) -> None:
+    """units/ and `sockact units` do not drift apart: every hardening line of the generator is shipped."""
+    from sockact._units import _SYSTEM_HARDENING, _UNPRIVILEGED_HARDENING
+
+    lines = pathlib.Path(ROOT, "units", f"{name}.service").read_text().splitlines()
+    from sockact._units import _NOT_FOR_ANY_PROGRAM
+
+    dropped = _NOT_FOR_ANY_PROGRAM if any("-m sockact run" in line for line in lines) else ()
+    expected = ["DynamicUser=yes", *_SYSTEM_HARDENING, *_UNPRIVILEGED_HARDENING]
+    missing = [line for line in expected if line not in lines and line not in dropped]
+    assert not [line for line in dropped if line in lines]
+    assert not missing and f"RuntimeDirectory={name}" in lines, missing
+
+
+@pytest.mark.peer
+def test_a_user_unit_verifies_without_a_user_session(tmp_path: pathlib.Path) -> None:
+    """`systemd-analyze --user verify` needs $XDG_RUNTIME_DIR; from a shell without a user session
+    (root over ssh, CI) the generator lends it a temporary one instead of failing."""
+    need_tool("systemd-analyze")
+    env = {k: v for k, v in child_env().items() if k != "XDG_RUNTIME_DIR"}
+    out = subprocess.run(
+        [sys.executable, "-m", "sockact", "units", "app", "--user-unit", "--listen", "http=8000"]
+        + ["--out", str(tmp_path), "--", "/bin/true"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0 and "systemd-analyze verify: clean" in out.stdout, out.stderr
+    assert "WantedBy=default.target" in (tmp_path / "app.service").read_text()

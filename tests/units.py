@@ -13,6 +13,12 @@ PORTS |= {"sockact-aiohttp": 8004, "sockact-tornado": 8005, "sockact-waitress": 
 #: The pairs whose server needs only the stdlib and sockact (the others run on the 252 box only).
 STDLIB_ONLY = ("sockact-http", "sockact-asyncio")
 
+#: Where a hardened test service sees this checkout and its app: bound read-only into its private /tmp
+#: (the service's user cannot reach a pytest directory, nor /root where the venv's interpreter lives).
+VIEW = "/tmp/sockact-view"
+#: The interpreter hardened test services run: the box's own, reachable by any user.
+SYSTEM_PYTHON = "/usr/bin/python3"
+
 
 def shipped_pairs() -> list[str]:
     """Base names (``sockact-http``) of every .socket/.service pair in units/."""
@@ -24,16 +30,28 @@ def shipped_pairs() -> list[str]:
 def localized(
     name: str, port: int | None = None, log: str | None = None, python: str = sys.executable
 ) -> dict[str, str]:
-    """{filename: text} for one pair, pointing at this checkout, ``python`` (this one), and ``port``."""
+    """{filename: text} for one pair, pointing at this checkout and ``port``.
+
+    A pair whose server needs only the stdlib runs as shipped: a dynamic user, the box's /usr/bin/python3,
+    this checkout bound read-only into its view (:data:`VIEW`). The others need ``python`` (this venv's,
+    which lives under /root, out of a dynamic user's reach): they run as root with ProtectHome=no and the
+    rest of the sandbox kept."""
+    stdlib = name in STDLIB_ONLY
+    checkout = f"{VIEW}/checkout" if stdlib else ROOT
     out = {}
     for suffix in (".socket", ".service"):
         with open(os.path.join(UNITS_DIR, name + suffix)) as f:
             text = f.read()
-        text = text.replace("/opt/sockact", ROOT).replace("/usr/bin/python3", python)
+        text = text.replace("/opt/sockact", checkout).replace("/usr/bin/python3", SYSTEM_PYTHON if stdlib else python)
         if port is not None:
             text = text.replace(f"127.0.0.1:{PORTS[name]}", f"127.0.0.1:{port}")
-        if log is not None and suffix == ".service":
-            text = text.replace("[Service]\n", f"[Service]\nStandardOutput=append:{log}\nStandardError=append:{log}\n")
+        if suffix == ".service":
+            extra = f"BindReadOnlyPaths={ROOT}:{checkout}\n" if stdlib else ""
+            if not stdlib:
+                text = text.replace("\nDynamicUser=yes\n", "\n").replace("ProtectHome=yes", "ProtectHome=no")
+            if log is not None:
+                extra += f"StandardOutput=append:{log}\nStandardError=append:{log}\n"
+            text = text.replace("[Service]\n", f"[Service]\n{extra}")
         out[name + suffix] = text
     return out
 
@@ -44,21 +62,26 @@ def supervised(name: str) -> bool:
         return "-m sockact run" in f.read()
 
 
-def generated(name: str, port: int, mode: str, script: str, log: str, python: str, extra: str = "") -> dict[str, str]:
-    """The pair `sockact units` writes for ``script`` (an http_server.py) on ``port``, in ``mode``, run by
-    ``python`` with this checkout on PYTHONPATH, its output appended to ``log`` (``extra``: more lines)."""
+def generated(name: str, port: int, mode: str, script: str, log: str, extra: str = "") -> dict[str, str]:
+    """The hardened pair `sockact units` writes for ``script`` (an http_server.py) on ``port``, in
+    ``mode``: a dynamic user, run by the box's /usr/bin/python3 with this checkout on PYTHONPATH, both
+    bound read-only into the service's view (:data:`VIEW`); its output appended to ``log`` (opened by
+    systemd before the sandbox applies); ``extra``: more [Service] lines."""
     from sockact._units import render_units
 
+    app = os.path.dirname(script)
+    seen = f"{VIEW}/app/{os.path.basename(script)}"
     units = render_units(
         name,
         [("http", f"127.0.0.1:{port}")],
-        [python, script, "--listen", f"127.0.0.1:{port}", "--drain-timeout", "10"],
+        [SYSTEM_PYTHON, seen, "--listen", f"127.0.0.1:{port}", "--drain-timeout", "10"],
         mode=mode,
         drain_timeout=10,
-        environment={"PYTHONPATH": ROOT},
-        sockact_command=[python, "-m", "sockact"],
+        environment={"PYTHONPATH": f"{VIEW}/checkout"},
+        sockact_command=[SYSTEM_PYTHON, "-m", "sockact"],
     )
+    binds = f"BindReadOnlyPaths={ROOT}:{VIEW}/checkout {app}:{VIEW}/app\n"
     units[f"{name}.service"] = units[f"{name}.service"].replace(
-        "[Service]\n", f"[Service]\nStandardOutput=append:{log}\nStandardError=append:{log}\n{extra}"
+        "[Service]\n", f"[Service]\nStandardOutput=append:{log}\nStandardError=append:{log}\n{binds}{extra}"
     )
     return units

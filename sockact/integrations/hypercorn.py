@@ -43,8 +43,10 @@ from ._service import Listen, Service, finish, ready_async
 
 __all__ = ["run", "serve"]
 
-#: The connections of this process's hypercorn (``TCPServer`` objects, see :func:`_install_server`).
+#: The connections of this process's hypercorn (``TCPServer`` objects, see :func:`_install_server`) —
+#: one hypercorn per process, as :func:`run` starts it — and whether its drain has begun.
 _CONNECTIONS: weakref.WeakSet[Any] = weakref.WeakSet()
+_DRAINING = False
 #: RFC 9113 §6.8: GOAWAY on stream 0, last stream id 2^31-1, NO_ERROR — "stop opening streams here".
 _SHUTDOWN_NOTICE = bytes([0, 0, 8, 7, 0, 0, 0, 0, 0, 0x7F, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0])
 
@@ -121,7 +123,7 @@ async def serve(
         outcome = waiting.result()
         deadline = time.monotonic() + drain_timeout
         await stop_accepting(service.sockets)
-        await _announce_shutdown()
+        _announce_shutdown()
         await activity.quiet(drain_timeout, service.upgrader.hammer)
         cfg.graceful_timeout = max(deadline - time.monotonic(), 0.1)
         shutdown.set()
@@ -129,38 +131,53 @@ async def serve(
         return outcome
 
 
-async def _announce_shutdown() -> None:
-    """Send the graceful-shutdown GOAWAY (:data:`_SHUTDOWN_NOTICE`) on every live HTTP/2 connection.
+def _announce_shutdown() -> None:
+    """Send the graceful-shutdown GOAWAY (:data:`_SHUTDOWN_NOTICE`) on every live HTTP/2 connection,
+    and from now on on every connection that becomes HTTP/2 (one still in its TLS handshake, or an
+    h2c one whose preface has not arrived yet): see ``Server.protocol_send``.
 
     Written beside h2's state machine, not through it: h2 has no call for this first GOAWAY (its
     ``close_connection()`` is the final one, after which it refuses to send the open streams'
-    responses). The frame is whole and goes between two of hypercorn's own whole-frame writes.
+    responses). The write is synchronous — no lock, no ``drain()`` — so a client that stopped reading
+    cannot hold up the drain; hypercorn writes whole frames, so the frame lands between two of them.
     """
-    from hypercorn.events import RawData
-    from hypercorn.protocol.h2 import H2Protocol
-
+    global _DRAINING
+    _DRAINING = True
     for server in list(_CONNECTIONS):
-        protocol = getattr(getattr(server, "protocol", None), "protocol", None)
-        if isinstance(protocol, H2Protocol) and not protocol.closed:
-            try:
-                await protocol.send(RawData(data=_SHUTDOWN_NOTICE))
-            except OSError:
-                pass  # the connection is going: nothing to announce to
+        _notify(server)
 
 
-async def _final_goaway(server: Any) -> None:
-    """Before hypercorn closes an idle HTTP/2 connection: the final GOAWAY, naming the last stream served
-    (hypercorn sends it only when a stream ends during its shutdown, not for a connection already idle)."""
-    from hypercorn.events import RawData
+def _h2(server: Any) -> Any:
+    """The connection's HTTP/2 protocol object, or None (HTTP/1, not started, or closed)."""
     from hypercorn.protocol.h2 import H2Protocol
 
     protocol = getattr(getattr(server, "protocol", None), "protocol", None)
-    if isinstance(protocol, H2Protocol) and not protocol.closed:
+    return protocol if isinstance(protocol, H2Protocol) and not protocol.closed else None
+
+
+def _write(server: Any, data: bytes) -> None:
+    try:
+        server.writer.write(data)
+    except (OSError, RuntimeError):
+        pass  # the connection is going: nothing to tell it
+
+
+def _notify(server: Any) -> None:
+    if _h2(server) is not None and not getattr(server, "_sockact_notified", False):
+        server._sockact_notified = True
+        _write(server, _SHUTDOWN_NOTICE)
+
+
+def _final_goaway(server: Any) -> None:
+    """Before hypercorn closes an idle HTTP/2 connection: the final GOAWAY, naming the last stream served
+    (hypercorn sends it only when a stream ends during its shutdown, not for a connection already idle)."""
+    protocol = _h2(server)
+    if protocol is not None:
         try:
             protocol.connection.close_connection()
-            await protocol.send(RawData(data=protocol.connection.data_to_send()))
-        except Exception:  # h2 already closed (ProtocolError) or the socket is gone: it closes anyway
-            pass
+        except Exception:  # h2 already closed (ProtocolError): it closes anyway
+            return
+        _write(server, protocol.connection.data_to_send())
 
 
 def _install_server() -> None:
@@ -179,8 +196,13 @@ def _install_server() -> None:
             super().__init__(*args, **kwargs)
             _CONNECTIONS.add(self)
 
+        async def protocol_send(self, event: Any) -> None:
+            await super().protocol_send(event)
+            if _DRAINING:  # e.g. the SETTINGS of a connection that became HTTP/2 after the drain began
+                _notify(self)
+
         async def _initiate_server_close(self) -> None:  # an idle connection, at shutdown or keep-alive timeout
-            await _final_goaway(self)
+            _final_goaway(self)
             await super()._initiate_server_close()
 
         async def _close(self) -> None:
