@@ -26,6 +26,7 @@ from ._errors import SockactError, UsageError
 from ._fds import describe_fd
 from ._journal import LEVELS, configure_logging, fd_is_journal
 from ._listeners import Listeners, get_listeners, read_inherited
+from ._serve_cli import parse_listen, parse_option, serve, server_named
 from ._supervisor import Supervisor, parse_ready
 from ._units import render_units
 
@@ -422,7 +423,13 @@ def _add_run(sub: argparse._SubParsersAction[_Parser]) -> None:
         default="notify",
         help="when a new child counts as ready: notify (its READY=1), spawn (at once) or SECONDS",
     )
-    run.add_argument("--ready-timeout", type=_seconds(zero=False), default=60.0, metavar="S")
+    run.add_argument(
+        "--ready-timeout",
+        type=_seconds(zero=False),
+        default=60.0,
+        metavar="S",
+        help="a new child not ready after S seconds is killed; the old one keeps serving (default 60)",
+    )
     run.add_argument(
         "--drain-timeout",
         type=_seconds(zero=True),
@@ -464,8 +471,20 @@ def _add_units(sub: argparse._SubParsersAction[_Parser]) -> None:
         "the sockets and runs COMMAND, any program.",
     )
     units.add_argument("name", help="unit name, e.g. myapp")
-    units.add_argument("--listen", action="append", type=_listen, metavar="NAME=ADDR", required=True)
-    units.add_argument("--mode", choices=["inprocess", "supervise"], default="inprocess")
+    units.add_argument(
+        "--listen",
+        action="append",
+        type=_listen,
+        metavar="NAME=ADDR",
+        required=True,
+        help="a .socket unit with FileDescriptorName=NAME and ListenStream=ADDR; repeatable",
+    )
+    units.add_argument(
+        "--mode",
+        choices=["inprocess", "supervise"],
+        default="inprocess",
+        help="inprocess: COMMAND is a sockact app that restarts itself; supervise: sockact run runs COMMAND",
+    )
     units.add_argument(
         "--type", choices=["notify", "notify-reload"], default="notify", help="notify-reload needs systemd >= 253"
     )
@@ -477,9 +496,17 @@ def _add_units(sub: argparse._SubParsersAction[_Parser]) -> None:
     units.add_argument(
         "--writable", action="append", default=[], metavar="PATH", help="a path the app may write (ReadWritePaths=)"
     )
-    units.add_argument("--out", default=".", metavar="DIR")
-    units.add_argument("--drain-timeout", type=_seconds(zero=False), default=30.0, metavar="S")
-    units.add_argument("--env", action="append", type=_env_pair, metavar="KEY=VALUE")
+    units.add_argument("--out", default=".", metavar="DIR", help="write the units into DIR (default: here)")
+    units.add_argument(
+        "--drain-timeout",
+        type=_seconds(zero=False),
+        default=30.0,
+        metavar="S",
+        help="time for in-flight requests at a reload or stop; TimeoutStopSec= is S + 15 (default 30)",
+    )
+    units.add_argument(
+        "--env", action="append", type=_env_pair, metavar="KEY=VALUE", help="an Environment= line; repeatable"
+    )
     units.add_argument("--no-verify", action="store_true", help="do not run systemd-analyze verify")
 
 
@@ -498,27 +525,232 @@ def _add_reload(sub: argparse._SubParsersAction[_Parser]) -> None:
     )
 
 
+def _mode(text: str) -> str:
+    """``--mode``: the word ``sockact units`` uses; ``supervisor`` (the demo's old word) still works."""
+    return "supervise" if text == "supervisor" else text
+
+
 def _add_demo(sub: argparse._SubParsersAction[_Parser]) -> None:
-    demo = sub.add_parser("demo", help="reload a server in place under load and show that nothing failed")
-    demo.add_argument("--reloads", type=_count, default=5)
+    demo = sub.add_parser(
+        "demo",
+        help="reload a server in place under load and show that nothing failed",
+        description="Bind a socket as a .socket unit would, start a server on it, reload it N times under "
+        "load, and print how many requests failed (none) and how long each hand-over took.",
+    )
+    demo.add_argument("--reloads", type=_count, default=5, metavar="N", help="how many reloads (default 5)")
     demo.add_argument("--seconds", type=_seconds(zero=False), default=5.0, help="roughly how long the load runs")
-    demo.add_argument("--mode", choices=["inprocess", "supervisor"], default="inprocess")
+    demo.add_argument(
+        "--mode",
+        type=_mode,
+        choices=["inprocess", "supervise"],
+        default="inprocess",
+        help="inprocess: the server restarts itself; supervise: sockact run swaps it (as in sockact units)",
+    )
     demo.add_argument("--plot", metavar="FILE.png", help="write a timeline (needs matplotlib: sockact[plot])")
+
+
+def _argument(parse: Callable[[str], object]) -> Callable[[str], object]:
+    """An argparse type from a parser raising SockactError: its message becomes argparse's one line."""
+
+    def convert(text: str) -> object:
+        try:
+            return parse(text)
+        except SockactError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    convert.__name__ = parse.__name__
+    return convert
+
+
+def _add_serve(sub: argparse._SubParsersAction[_Parser]) -> None:
+    serve = sub.add_parser(
+        "serve",
+        help="serve module:app with uvicorn, hypercorn, aiohttp, tornado or waitress; reload in place",
+        usage="sockact serve SERVER APP [--listen [NAME=]ADDR]… [OPTIONS]",
+        description="Import APP (module:attribute, with --app-dir first on sys.path) and serve it with SERVER "
+        "on sockets taken from systemd by name or address, else bound: READY=1 once it accepts, SIGHUP (or "
+        "sockact reload) starts this same command as a successor and hands the sockets over once it is ready, "
+        "SIGTERM drains in-flight requests. A thin command line over sockact.integrations.SERVER.run().",
+    )
+    serve.add_argument(
+        "server",
+        metavar="SERVER",
+        type=_argument(lambda text: server_named(text).name),
+        help="uvicorn, hypercorn, aiohttp, tornado or waitress",
+    )
+    serve.add_argument("app", metavar="APP", help="module:attribute, e.g. main:app or app.main:app")
+    serve.add_argument(
+        "--listen",
+        action="append",
+        type=_argument(parse_listen),
+        metavar="[NAME=]ADDR",
+        help="a socket in ListenStream= syntax, taken from systemd by name (FileDescriptorName=, default http) "
+        "or address, else bound; repeatable; default 127.0.0.1:8000",
+    )
+    serve.add_argument(
+        "--factory",
+        action="store_true",
+        help="APP is a function returning the app: call it with no arguments (aiohttp: it may be async)",
+    )
+    serve.add_argument(
+        "--app-dir", default=".", metavar="DIR", help="look for APP's module in DIR first (default: here)"
+    )
+    serve.add_argument(
+        "--drain-timeout",
+        type=_seconds(zero=False),
+        default=30.0,
+        metavar="S",
+        help="time for in-flight requests after a hand-over or a stop signal (default 30)",
+    )
+    serve.add_argument(
+        "--ready-timeout",
+        type=_seconds(zero=False),
+        default=60.0,
+        metavar="S",
+        help="a successor not ready after S seconds is killed; this one keeps serving (default 60)",
+    )
+    serve.add_argument(
+        "--idle-grace",
+        type=_seconds(zero=True),
+        metavar="S",
+        help="while draining, close a keep-alive connection once it was silent this long (default 0.5)",
+    )
+    serve.add_argument(
+        "--pidfile", metavar="PATH", help="hand over by PID file (default $SOCKACT_PIDFILE; pair with PIDFile=)"
+    )
+    serve.add_argument("--certfile", metavar="PEM", help="serve TLS with this certificate chain (not waitress)")
+    serve.add_argument("--keyfile", metavar="PEM", help="the certificate's private key")
+    serve.add_argument(
+        "--option",
+        action="append",
+        type=_argument(parse_option),
+        metavar="KEY=VALUE",
+        help="a keyword of the server's run() (uvicorn.Config, hypercorn Config, web.AppRunner, HTTPServer, "
+        "waitress adjustment); VALUE true/false/none, a number, else text; repeatable",
+    )
+    _add_logging_options(serve)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    _setup_logging(args)
+    return serve(
+        args.server,
+        args.app,
+        _unique_listens(args.listen),
+        factory=args.factory,
+        app_dir=args.app_dir,
+        drain_timeout=args.drain_timeout,
+        ready_timeout=args.ready_timeout,
+        idle_grace=args.idle_grace,
+        pidfile=_writable_file("--pidfile", args.pidfile) if args.pidfile else None,
+        certfile=args.certfile,
+        keyfile=args.keyfile,
+        options=args.option or [],
+    )
+
+
+#: The Examples: section of each subcommand's --help (each one runs as shown).
+_EXAMPLES = {
+    "inspect": """
+  sockact inspect
+  systemd-socket-activate -l 127.0.0.1:8080 --fdname=http sockact inspect --json
+""",
+    "run": """
+  sockact run --listen http=127.0.0.1:8080 -- python3 examples/http_server.py
+  sockact run --listen http=127.0.0.1:8080 --ready 2 -- ./server   (no READY=1: ready 2 s after its start)
+  ExecStart=/usr/bin/sockact run --control=%t/myapp.control -- gunicorn app:app   (sockets from the .socket)
+""",
+    "units": """
+  sockact units myapp --listen http=127.0.0.1:8080 --out /tmp/units -- /usr/bin/python3 /srv/app.py
+  sockact units myapp --listen http=127.0.0.1:8080 --mode supervise -- /usr/bin/node /srv/server.js
+  sockact units myapp --listen http=127.0.0.1:8000 -- sockact serve uvicorn app.main:app --app-dir /srv/myapp
+""",
+    "reload": """
+  ExecReload=/usr/bin/sockact reload --control=%t/myapp.control   (sockact units writes this line)
+  SOCKACT_CONTROL=/run/myapp.control sockact reload --timeout 60
+""",
+    "demo": """
+  sockact demo
+  sockact demo --mode supervise --reloads 10 --seconds 8 --plot demo.png
+""",
+    "serve": """
+  sockact serve uvicorn app.main:app --listen 127.0.0.1:8000
+  sockact serve hypercorn app:asgi --listen http=/run/app.sock --certfile cert.pem --keyfile key.pem
+  sockact serve aiohttp web:make_app --factory --listen 8080 --option access_log=none
+  sockact serve tornado server:application --app-dir /srv/app --drain-timeout 10
+  sockact serve waitress wsgi:application --option threads=8
+  sockact units myapp --listen http=127.0.0.1:8000 -- sockact serve uvicorn app.main:app --app-dir /srv/myapp
+""",
+}
+
+
+class _Formatter(argparse.HelpFormatter):
+    """Paragraphs are wrapped; an Examples: section keeps its lines as written."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if text.startswith("Examples:"):
+            return "".join(indent + line + "\n" for line in text.splitlines()).rstrip("\n")
+        return super()._fill_text(text, width, indent)
+
+
+def _parser() -> tuple[_Parser, dict[str, _Parser]]:
+    """The ``sockact`` parser and its subcommands' parsers, each with help text and an Examples: epilog."""
+    parser = _Parser(
+        prog="sockact",
+        description="socket activation and zero-downtime restarts",
+        epilog="Examples:\n  sockact demo\n  sockact serve uvicorn app.main:app --listen 127.0.0.1:8000\n"
+        "  sockact run --listen http=127.0.0.1:8080 -- python3 app.py\n  sockact COMMAND --help",
+        formatter_class=_Formatter,
+    )
+    parser.add_argument("--version", action="version", version=f"sockact {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    inspect = sub.add_parser(
+        "inspect",
+        help="show the fds, NOTIFY_SOCKET and watchdog this process inherited",
+        description="Show what this process inherited from its manager: LISTEN_FDS sockets (name, kind, "
+        "address), NOTIFY_SOCKET and the watchdog, and why any of it would be ignored.",
+    )
+    inspect.add_argument("--json", action="store_true", help="machine-readable output")
+    for add in (_add_run, _add_units, _add_reload, _add_demo, _add_serve):
+        add(sub)
+    for name, subparser in sub.choices.items():
+        subparser.formatter_class = _Formatter
+        subparser.epilog = "Examples:\n" + _EXAMPLES[name].strip("\n")
+    return parser, dict(sub.choices)
+
+
+#: What the forgotten ``--`` looks like to each subcommand that takes a COMMAND.
+_DASH_HINT = {
+    "run": "put the program after --: sockact run [OPTIONS] -- COMMAND [ARGS…]",
+    "units": "put the program after --: sockact units NAME --listen NAME=ADDR [OPTIONS] -- COMMAND [ARGS…]",
+}
+
+
+def _parse(words: list[str]) -> argparse.Namespace:
+    """Parse ``sockact …``; the COMMAND after ``--`` is kept untouched in ``args.cmd``. Words nobody
+    takes are one error line with a hint: the ``--`` a program needs, or ``--option`` for serve."""
+    parser, subparsers = _parser()
+    cut = words.index("--") if "--" in words else len(words)
+    args, extra = parser.parse_known_args(words[:cut])
+    args.cmd = words[cut + 1 :]
+    if cut < len(words) and args.command not in _DASH_HINT:  # nothing would read it: say so, not drop it
+        subparsers[args.command].error(f"takes no COMMAND after --; unrecognized arguments: {' '.join(words[cut:])}")
+    if extra:
+        sub = subparsers[args.command]
+        hint = _DASH_HINT.get(args.command, "")
+        flag = next((word for word in extra if word.startswith("--")), None)
+        if args.command == "serve" and flag:
+            key, _, value = flag[2:].partition("=")
+            hint = (
+                f"a server's own option goes through --option, e.g. --option {key.replace('-', '_')}={value or 'VALUE'}"
+            )
+        sub.error(f"unrecognized arguments: {' '.join(extra)}{'; ' + hint if hint else ''}")
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``sockact`` console script."""
-    parser = _Parser(prog="sockact", description="socket activation and zero-downtime restarts")
-    parser.add_argument("--version", action="version", version=f"sockact {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
-    inspect = sub.add_parser("inspect", help="show the fds, NOTIFY_SOCKET and watchdog this process inherited")
-    inspect.add_argument("--json", action="store_true", help="machine-readable output")
-    for add in (_add_run, _add_units, _add_reload, _add_demo):
-        add(sub)
-    words = list(sys.argv[1:] if argv is None else argv)
-    command = words[words.index("--") + 1 :] if "--" in words else []  # COMMAND goes after --, untouched
-    args = parser.parse_args(words[: words.index("--")] if "--" in words else words)
-    args.cmd = command
+    args = _parse(list(sys.argv[1:] if argv is None else argv))
     try:
         if args.command == "inspect":
             return _inspect(args.json)
@@ -530,6 +762,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _demo(args)
         if args.command == "reload":
             return _reload(args)
+        if args.command == "serve":
+            return _serve(args)
     except SockactError as exc:
         print(f"sockact: {exc}", file=sys.stderr)
         return 2

@@ -11,7 +11,7 @@ import pytest
 from helpers import ROOT, child_env
 
 
-@pytest.mark.parametrize("mode", ["inprocess", "supervisor"])
+@pytest.mark.parametrize("mode", ["inprocess", "supervise"])
 def test_demo_reloads_without_failures_and_plots(tmp_path: object, mode: str) -> None:
     png = os.path.join(str(tmp_path), "out.png")
     out = subprocess.run(

@@ -1,0 +1,85 @@
+"""The command line's habits: every subcommand's --help ends with examples, every option says what it
+does, one word per mode, and a forgotten ``--`` before the program gets a hint instead of a bare
+"unrecognized arguments"."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+
+import pytest
+
+from sockact.cli import _parse, _parser
+
+from helpers import ROOT, child_env
+
+
+def sockact(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "sockact", *args], env=child_env(), cwd=ROOT, capture_output=True, text=True, timeout=30
+    )
+
+
+def test_every_subcommand_has_examples_and_every_option_help() -> None:
+    parser, subparsers = _parser()
+    assert set(subparsers) == {"inspect", "run", "units", "reload", "demo", "serve"}
+    for name, sub in [("sockact", parser), *subparsers.items()]:
+        epilog = sub.epilog or ""
+        examples = epilog.splitlines()[1:]
+        assert epilog.startswith("Examples:\n") and examples, name
+        assert all(line.startswith("  ") and "sockact" in line for line in examples), (name, examples)
+        for action in sub._actions:
+            if isinstance(action, (argparse._HelpAction, argparse._SubParsersAction)):
+                continue
+            assert action.help and action.help != argparse.SUPPRESS, (name, action.option_strings or action.dest)
+    for name in subparsers:
+        assert subparsers[name].description, name
+
+
+def test_help_shows_the_examples_as_written() -> None:
+    """Each example line comes out of --help whole (never re-wrapped), after the wrapped description."""
+    _, subparsers = _parser()
+    for name, sub in subparsers.items():
+        out = sockact(name, "--help")
+        assert out.returncode == 0, out.stderr
+        tail = out.stdout.split("\nExamples:\n", 1)[1]
+        assert tail.splitlines() == (sub.epilog or "").splitlines()[1:], (name, tail)
+        assert max(len(line) for line in out.stdout.split("\nExamples:\n")[0].splitlines()) <= 100, name
+
+
+def test_one_word_for_each_mode() -> None:
+    """units and demo both say supervise; the demo's old word still parses (hidden) to the same mode."""
+    assert _parse(["demo", "--mode", "supervise"]).mode == "supervise"
+    assert _parse(["demo", "--mode", "supervisor"]).mode == "supervise"
+    assert _parse(["units", "x", "--listen", "http=8080", "--mode", "supervise", "--", "true"]).mode == "supervise"
+    for name in ("demo", "units"):
+        out = sockact(name, "--help")
+        assert "{inprocess,supervise}" in out.stdout and "supervisor}" not in out.stdout, out.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "hint"),
+    [
+        (["run", "--listen", "http=127.0.0.1:8080", "python3", "app.py"], "sockact run [OPTIONS] -- COMMAND"),
+        (["run", "gunicorn", "--workers", "2", "app:app"], "sockact run [OPTIONS] -- COMMAND"),
+        (["units", "myapp", "--listen", "http=127.0.0.1:8080", "/usr/bin/python3", "app.py"], "-- COMMAND"),
+    ],
+)
+def test_a_forgotten_double_dash_gets_a_hint(args: list[str], hint: str) -> None:
+    out = sockact(*args)
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1, out.stderr
+    assert "unrecognized arguments" in lines[0] and "put the program after --: " in lines[0] and hint in lines[0]
+
+
+def test_extra_words_elsewhere_get_no_dash_hint() -> None:
+    out = sockact("inspect", "stray")
+    assert out.returncode == 2 and "unrecognized arguments: stray" in out.stderr and "after --" not in out.stderr
+
+
+def test_words_after_double_dash_where_no_program_goes_are_an_error() -> None:
+    out = sockact("serve", "uvicorn", "main:app", "--", "--workers", "4")
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    assert "sockact serve: error: takes no COMMAND after --; unrecognized arguments: -- --workers 4" in out.stderr
