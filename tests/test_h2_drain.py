@@ -103,12 +103,12 @@ class H2Client:
 
 
 def _hypercorn(
-    port: int, tmp_path: object, tls: tuple[str, str] | None = None
+    port: int, tmp_path: object, tls: tuple[str, str] | None = None, drain: float = 20
 ) -> tuple[subprocess.Popen[bytes], int, str, ssl.SSLContext | None]:
     need_module("hypercorn")
     log = os.path.join(str(tmp_path), "log")
     argv = [PY, os.path.join(ROOT, "examples", "hypercorn_app.py"), "--listen", f"127.0.0.1:{port}"]
-    argv += ["--drain-timeout", "20"]
+    argv += ["--drain-timeout", f"{drain:g}"]
     context = None
     if tls:
         argv += ["--certfile", tls[0], "--keyfile", tls[1]]
@@ -129,8 +129,7 @@ def test_a_draining_http2_connection_gets_goaway_first_and_its_open_stream_is_an
         events = client.events()
         client.sock.close()
     finally:
-        for pid in pids:
-            os.kill(pid, signal.SIGTERM)
+        os.kill(pids[-1], signal.SIGTERM)  # the serving one; each predecessor exits after its own drain
         codes = reap(pids)
         proc.wait(10)
     text = pathlib.Path(log).read_text()[-3000:]
@@ -146,7 +145,8 @@ def test_a_draining_http2_connection_gets_goaway_first_and_its_open_stream_is_an
     assert finals and finals[-1] == (3, 0), (events, text)  # the final GOAWAY names the last stream served
     assert not [e for e in events if e[0] == "reset"], events
     assert kinds[-1] == ("goaway", 3)  # nothing after it: then a clean EOF (events() returned)
-    assert all(code in (0, None) for code in codes.values()), (codes, text)
+    bad = {pid: code for pid, code in codes.items() if code not in (0, None)}
+    assert not bad, (bad, pathlib.Path(log).read_text()[-6000:])
 
 
 def test_curl_over_http2_sees_only_200s_across_reloads(tmp_path: object) -> None:
@@ -155,7 +155,10 @@ def test_curl_over_http2_sees_only_200s_across_reloads(tmp_path: object) -> None
     need_peer("curl with HTTP/2 (nghttp2)", "HTTP2" in features)
     port = free_port()
     cert, key = make_certificate(str(tmp_path))
-    proc, first, log, tls = _hypercorn(port, tmp_path, (cert, key))
+    # A drain shorter than reap()'s 20 s: hypercorn's graceful shutdown sometimes waits out its whole
+    # graceful_timeout after curl is interrupted mid-transfer (no socket left open; a connection task
+    # that never ends), and the process then exits 0 at the deadline.
+    proc, first, log, tls = _hypercorn(port, tmp_path, (cert, key), drain=8)
     pids = [first]
     url = f"https://127.0.0.1:{port}/?[1-200000]"
     write_out = "status %{http_code} %{num_connects} %{http_version}\\n"
@@ -187,8 +190,7 @@ def test_curl_over_http2_sees_only_200s_across_reloads(tmp_path: object) -> None
             reader.join(30)
         for client in clients:
             client.wait(10)
-        for pid in pids:
-            os.kill(pid, signal.SIGTERM)
+        os.kill(pids[-1], signal.SIGTERM)  # the serving one; each predecessor exits after its own drain
         codes = reap(pids)
         proc.wait(10)
     text = pathlib.Path(log).read_text()[-3000:]
@@ -199,4 +201,5 @@ def test_curl_over_http2_sees_only_200s_across_reloads(tmp_path: object) -> None
     assert {version for _, _, version in lines} == {"2"}, lines[:5]  # HTTP/2 throughout
     connects = sum(int(n) for _, n, _ in lines)
     assert connects >= len(clients) * (RELOADS // 2), connects  # GOAWAY moved them to new connections
-    assert all(code in (0, None) for code in codes.values()), (codes, text)
+    bad = {pid: code for pid, code in codes.items() if code not in (0, None)}
+    assert not bad, (bad, pathlib.Path(log).read_text()[-6000:])
