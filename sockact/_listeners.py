@@ -332,10 +332,7 @@ def _valid_names(names: Sequence[str]) -> bool:
     them all rather than a check per fd: names split from LISTEN_FDNAMES hold no ``:``."""
     joined = "".join(names)
     return (
-        all(0 < len(name) <= 255 for name in names)
-        and ":" not in joined
-        and joined.isascii()
-        and joined.isprintable()
+        all(0 < len(name) <= 255 for name in names) and ":" not in joined and joined.isascii() and joined.isprintable()
     )
 
 
