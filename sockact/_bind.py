@@ -50,15 +50,19 @@ def _reclaim_stale_unix(addr: Address, path: str) -> None:
 
 def unix_ids(owner: str | int | None, group: str | int | None) -> tuple[int, int]:
     """(uid, gid) for chown() of unix sockets, -1 for "unchanged": ids as given, names looked up
-    (SocketUser=/SocketGroup= in systemd.socket(5)). Raises AddressError for an unknown name."""
-    import grp
-    import pwd
+    (SocketUser=/SocketGroup= in systemd.socket(5)). Raises AddressError for an unknown name.
+
+    grp and pwd are imported only for a name: get_listeners() calls this on every start, and the
+    import (a shared library) costs more than the rest of adopting a socket."""
 
     def lookup(value: str | int | None, kind: str) -> int:
         if value is None:
             return -1
         if isinstance(value, int) or value.isdigit():
             return int(value)
+        import grp
+        import pwd
+
         try:
             return pwd.getpwnam(value).pw_uid if kind == "user" else grp.getgrnam(value).gr_gid
         except KeyError:

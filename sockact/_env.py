@@ -297,7 +297,7 @@ def check_fdname(name: str) -> str:
         not isinstance(name, str)
         or not 0 < len(name) <= 255
         or ":" in name
-        or not all(32 <= ord(c) < 127 for c in name)
+        or not (name.isascii() and name.isprintable())  # printable ASCII is 32..126: the C loops say so
     ):
         raise UsageError(
             f"fd name {name!r} is not a valid FileDescriptorName=: use 1-255 printable ASCII characters without ':' "

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
+import _socket
 import errno
-import fcntl
 import os
 import socket
 import stat
 from collections.abc import Iterable, MutableMapping
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from ._address import kind_name
 from ._env import LISTEN_VARIABLES
 from ._errors import ActivationError
 
-__all__ = ["FdInfo", "claim_fds", "describe_fd", "adopt_socket", "unset_listen_vars", "own_pidfd_id", "close_fd"]
+__all__ = ["FdInfo", "claim_fds", "describe_fd", "inspect_fd", "unset_listen_vars", "own_pidfd_id", "close_fd"]
 
 
 def own_pidfd_id() -> int | None:
@@ -38,14 +38,16 @@ def unset_listen_vars(environ: MutableMapping[str, str]) -> None:
 def claim_fds(fds: Iterable[int]) -> None:
     """Mark each inherited fd close-on-exec, as sd_listen_fds(3) does, failing on the first closed one.
 
+    One syscall per fd: ``os.set_inheritable`` is ioctl(FIOCLEX) on Linux (libsystemd's F_GETFD +
+    F_SETFD is two, and the fcntl module adds an audit event per call); on a closed fd it falls back
+    to F_GETFD, which fails with EBADF.
+
     Raises:
         ActivationError: an fd listed by LISTEN_FDS is not open (EBADF) — the message names it.
     """
     for fd in fds:
         try:
-            flags = fcntl.fcntl(fd, fcntl.F_GETFD)
-            if not flags & fcntl.FD_CLOEXEC:
-                fcntl.fcntl(fd, fcntl.F_SETFD, flags | fcntl.FD_CLOEXEC)
+            os.set_inheritable(fd, False)
         except OSError as exc:
             raise ActivationError(
                 f"fd {fd} is listed by LISTEN_FDS but is not open ({errno.errorcode.get(exc.errno or 0, exc)}): "
@@ -55,9 +57,11 @@ def claim_fds(fds: Iterable[int]) -> None:
             ) from exc
 
 
-@dataclass(frozen=True)
-class FdInfo:
-    """What an fd is: ``kind`` is ``socket``, ``fifo``, ``file``, ``character device``, … ."""
+class FdInfo(NamedTuple):
+    """What an fd is: ``kind`` is ``socket``, ``fifo``, ``file``, ``character device``, … .
+
+    A NamedTuple, not a frozen dataclass: built once per inherited fd, and a frozen dataclass's
+    ``__init__`` costs four times as much (LISTEN_FDS may pass thousands)."""
 
     fd: int
     kind: str
@@ -75,54 +79,58 @@ class FdInfo:
         return f"{kind_name(self.family, self.type)} socket {state} on {self.sockname!r}"
 
 
+_KINDS = {
+    stat.S_ISFIFO: "fifo",
+    stat.S_ISREG: "regular file",
+    stat.S_ISCHR: "character device",
+    stat.S_ISDIR: "directory",
+    stat.S_ISBLK: "block device",
+}
+# socket.socket's family and type properties build an enum on every access; the C attributes
+# underneath hold the same numbers.
+_FAMILY = _socket.socket.family.__get__
+_TYPE = _socket.socket.type.__get__
+
+
+def inspect_fd(fd: int) -> tuple[FdInfo, socket.socket | None]:
+    """What an fd is, and for a socket a ``socket.socket`` on it (family, type and protocol as the
+    kernel reports them) that now owns the fd: the caller keeps it (adopting the fd) or ``detach()``es
+    it, on every path. The fewest syscalls Python allows per socket: getsockname (which ``socket()``
+    does anyway, and which tells a socket from anything else: ENOTSOCK), SO_TYPE, SO_PROTOCOL and
+    SO_ACCEPTCONN; fstat only for what is not a socket. No address is decoded (see :func:`describe_fd`).
+
+    Raises:
+        OSError: ``fd`` is not open.
+    """
+    try:
+        sock = socket.socket(fileno=fd)
+    except OSError as exc:
+        if exc.errno != errno.ENOTSOCK:
+            raise
+        mode = os.fstat(fd).st_mode
+        return FdInfo(fd, next((name for test, name in _KINDS.items() if test(mode)), "unknown")), None
+    try:
+        listening = bool(sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN))
+    except OSError:
+        listening = False
+    return FdInfo(fd, "socket", _FAMILY(sock), _TYPE(sock), listening, None, sock.proto), sock
+
+
 def describe_fd(fd: int, *, name: bool = True) -> FdInfo:
     """Inspect an fd without taking ownership of it; ``name=False`` skips the socket's address (one
-    syscall fewer per fd, when nothing needs it). Raises OSError if it is not open."""
-    mode = os.fstat(fd).st_mode
-    if not stat.S_ISSOCK(mode):
-        kinds = {
-            stat.S_ISFIFO: "fifo",
-            stat.S_ISREG: "regular file",
-            stat.S_ISCHR: "character device",
-            stat.S_ISDIR: "directory",
-            stat.S_ISBLK: "block device",
-        }
-        kind = next((name for test, name in kinds.items() if test(mode)), "unknown")
-        return FdInfo(fd, kind)
-    # Borrow the fd without dup() or family auto-detection (both cost more than the answers, per fd,
-    # and LISTEN_FDS may pass thousands); detach() hands it back untouched.
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM, 0, fileno=fd)
+    syscall fewer). Raises OSError if it is not open."""
+    info, sock = inspect_fd(fd)
+    if sock is None:
+        return info
     try:
-        family = probe.getsockopt(socket.SOL_SOCKET, socket.SO_DOMAIN)
-        sock_type = probe.getsockopt(socket.SOL_SOCKET, socket.SO_TYPE)
-        proto = probe.getsockopt(socket.SOL_SOCKET, socket.SO_PROTOCOL)
-        try:
-            listening = bool(probe.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN))
-        except OSError:
-            listening = False
+        if name:
+            try:
+                info = info._replace(sockname=sock.getsockname())
+            except OSError:
+                pass
     finally:
-        probe.detach()
-    sockname: object = None
-    if name:
-        try:
-            named = socket.socket(family, sock_type, proto, fileno=fd)  # the right family, to decode the name
-        except OSError:
-            return FdInfo(fd, "socket", family, sock_type, listening, None, proto)
-        try:
-            sockname = named.getsockname()
-        except OSError:
-            sockname = None
-        finally:
-            named.detach()
-    return FdInfo(fd, "socket", family, sock_type, listening, sockname, proto)
-
-
-def adopt_socket(fd: int, info: FdInfo | None = None) -> socket.socket:
-    """Wrap an inherited socket fd in a ``socket.socket`` that owns it: family, type and protocol
-    from ``info`` (what :func:`describe_fd` read) or else detected."""
-    if info is not None and info.kind == "socket":
-        return socket.socket(info.family, info.type, info.proto, fileno=fd)
-    return socket.socket(fileno=fd)
+        sock.detach()
+    return info
 
 
 def close_fd(fd: int) -> None:

@@ -23,7 +23,7 @@ from ._env import (
     parse_listen_names,
 )
 from ._errors import ActivationError, AddressError, SockactError
-from ._fds import FdInfo, adopt_socket, claim_fds, close_fd, describe_fd, own_pidfd_id, unset_listen_vars
+from ._fds import FdInfo, claim_fds, close_fd, describe_fd, inspect_fd, own_pidfd_id, unset_listen_vars
 from ._notify import fdstore as store_fds
 from ._procenv import hide_notify_socket as hide_private
 from ._procenv import process_environ
@@ -163,6 +163,14 @@ class Listeners(Mapping[str, socket.socket]):
         self.close()
 
 
+def _bound_name(sock: socket.socket) -> object:
+    """The address ``sock`` is bound to, or None when it cannot be read."""
+    try:
+        return sock.getsockname()
+    except OSError:
+        return None
+
+
 def _sockname(sock: socket.socket) -> str:
     try:
         name = sock.getsockname()
@@ -239,30 +247,41 @@ def get_listeners(
     items = _parse_spec(spec) if spec is not None else []
     foreign = _foreign_listen_pid(os.environ if environ is None else environ, os.getpid() if pid is None else pid)
     inherited = read_inherited(environ, pid)
-    infos, names = _inspect(inherited)
-    if spec is None:
-        claimed, fdnames = _claim_all(inherited, infos, names)
-        to_bind: list[tuple[str, Address]] = []
-    else:
-        fdnames = {name: name for name, _ in items}
-        claimed, to_bind = _match(items, inherited, infos, names)
-        if to_bind and require_activation:
-            missing = ", ".join(f"{n}={a.text}" for n, a in to_bind)
-            got = ", ".join(f"fd {f} {names[f]!r}" for f in inherited.fds) or "nothing (LISTEN_FDS unset or not for us)"
-            raise ActivationError(
-                f"require_activation=True but {missing} was not handed over; inherited: {got}. Add a matching "
-                "ListenStream= with FileDescriptorName= to the .socket unit, or allow binding."
-            )
-        if to_bind and inherited.fds:
-            from_predecessor = UPSTREAM_NOTIFY_VAR in (process_environ() if environ is None else environ)
-            _leftovers(to_bind, inherited, infos, names, claimed, bind_missing or from_predecessor)
-    ids = unix_ids(unix_owner, unix_group)
-    sockets = _open(to_bind, claimed, infos, names, foreign, backlog=backlog, unix_mode=unix_mode, unix_ids=ids)
+    infos, names, socks = _inspect(inherited)
+    try:  # until the Listeners own them, the inherited fds are only borrowed: detached on every error
+        if spec is None:
+            claimed, fdnames = _claim_all(inherited, infos, names)
+            to_bind: list[tuple[str, Address]] = []
+        else:
+            fdnames = {name: name for name, _ in items}
+            claimed, to_bind = _match(items, inherited, infos, names, socks)
+            if to_bind and require_activation:
+                missing = ", ".join(f"{n}={a.text}" for n, a in to_bind)
+                got = ", ".join(f"fd {f} {names[f]!r}" for f in inherited.fds)
+                raise ActivationError(
+                    f"require_activation=True but {missing} was not handed over; inherited: "
+                    f"{got or 'nothing (LISTEN_FDS unset or not for us)'}. Add a matching ListenStream= with "
+                    "FileDescriptorName= to the .socket unit, or allow binding."
+                )
+            if to_bind and inherited.fds:
+                from_predecessor = UPSTREAM_NOTIFY_VAR in (process_environ() if environ is None else environ)
+                _leftovers(to_bind, inherited, infos, names, claimed, bind_missing or from_predecessor)
+        ids = unix_ids(unix_owner, unix_group)
+        sockets = _open(
+            to_bind, claimed, infos, socks, names, foreign, backlog=backlog, unix_mode=unix_mode, unix_ids=ids
+        )
+    except BaseException:
+        for sock in socks.values():
+            sock.detach()
+        raise
     if foreign and to_bind:  # bound, but most likely not what the unit meant
         log.warning("%s", foreign)
     ordered = {name: sockets[name] for name in (fdnames if spec is not None else claimed)}
     taken = set(claimed.values())  # a set: LISTEN_FDS may pass thousands of fds
     unclaimed = {fd: names[fd] for fd in inherited.fds if fd not in taken}
+    for fd in unclaimed:
+        if fd in socks:
+            socks[fd].detach()  # an unclaimed fd stays a bare fd (close_unclaimed closes it)
     listeners = Listeners(ordered, inherited=frozenset(claimed), unclaimed=unclaimed, fdnames=fdnames)
     if environ is None:  # sockact's hand-over variable never reaches the app's children; NOTIFY_SOCKET on request
         hide_private(notify_socket=hide_notify_socket)
@@ -274,18 +293,29 @@ def get_listeners(
     return listeners
 
 
-def _inspect(inherited: Inherited) -> tuple[dict[int, FdInfo], dict[int, str]]:
-    """Each inherited fd's kind and family (its address only when a match needs it) and name; a
+def _inspect(inherited: Inherited) -> tuple[dict[int, FdInfo], dict[int, str], dict[int, socket.socket]]:
+    """Each inherited fd's kind and family (its address only when a match needs it), name and, for a
+    socket, the socket object that adopts it (borrowed: the caller detaches what it does not keep); a
     connected socket (Accept=yes) is refused before any matching."""
     infos = {}
+    socks: dict[int, socket.socket] = {}
     names = dict(zip(inherited.fds, inherited.names))
-    for number in inherited.fds:
-        try:
-            infos[number] = describe_fd(number, name=False)
-        except OSError as exc:  # claim_fds checked they are open; this is a race
-            raise ActivationError(f"inherited fd {number} could not be inspected: {exc}") from exc
-        _check_listenable(number, infos[number], names[number])
-    return infos, names
+    try:
+        for number in inherited.fds:
+            try:
+                info, sock = inspect_fd(number)
+            except OSError as exc:  # claim_fds checked they are open; this is a race
+                raise ActivationError(f"inherited fd {number} could not be inspected: {exc}") from exc
+            infos[number] = info
+            if sock is not None:
+                socks[number] = sock
+                if not info.listening and info.type != socket.SOCK_DGRAM:
+                    _check_listenable(number, info, names[number], sock)
+    except BaseException:
+        for sock in socks.values():
+            sock.detach()
+        raise
+    return infos, names, socks
 
 
 def _claim_all(
@@ -293,16 +323,32 @@ def _claim_all(
 ) -> tuple[dict[str, int], dict[str, str]]:
     """``spec=None``: every inherited socket, by name (repeated names become ``name:2`` …)."""
     claimed, fdnames = {}, {}
+    if not _valid_names(inherited.names):  # else one name is invalid: find it and say which
+        for number in inherited.fds:
+            if infos[number].kind == "socket":
+                _check_inherited_name(number, names[number])
     for key, number in zip(_unique_keys(inherited.names), inherited.fds):
         if infos[number].kind == "socket":
-            _check_inherited_name(number, names[number])
             claimed[key] = number
             fdnames[key] = names[number]
     return claimed, fdnames
 
 
+def _valid_names(names: Sequence[str]) -> bool:
+    """Whether every name is a valid FileDescriptorName= (see ``check_fdname``), in one pass over
+    them all rather than a check per fd: names split from LISTEN_FDNAMES hold no ``:``."""
+    joined = "".join(names)
+    return (
+        all(0 < len(name) <= 255 for name in names) and ":" not in joined and joined.isascii() and joined.isprintable()
+    )
+
+
 def _match(
-    items: Sequence[tuple[str, Address]], inherited: Inherited, infos: Mapping[int, FdInfo], names: Mapping[int, str]
+    items: Sequence[tuple[str, Address]],
+    inherited: Inherited,
+    infos: Mapping[int, FdInfo],
+    names: Mapping[int, str],
+    socks: Mapping[int, socket.socket],
 ) -> tuple[dict[str, int], list[tuple[str, Address]]]:
     """Each spec entry's inherited fd — by FileDescriptorName=, else by address among the fds whose
     name no entry asks for — and the entries nothing matched (to bind)."""
@@ -319,7 +365,7 @@ def _match(
                     if f not in claimed.values()
                     and names[f] not in wanted
                     and infos[f].kind == "socket"
-                    and addr.matches(infos[f].family, infos[f].type, describe_fd(f).sockname)
+                    and addr.matches(infos[f].family, infos[f].type, _bound_name(socks[f]))
                 ),
                 None,
             )
@@ -357,6 +403,7 @@ def _open(
     to_bind: Sequence[tuple[str, Address]],
     claimed: Mapping[str, int],
     infos: Mapping[int, FdInfo],
+    socks: Mapping[int, socket.socket],
     names: Mapping[int, str],
     foreign: str | None,
     *,
@@ -365,7 +412,8 @@ def _open(
     unix_ids: tuple[int, int],
 ) -> dict[str, socket.socket]:
     """Bind what is to be bound and adopt what was claimed, all or nothing: on any error the sockets
-    bound here are closed and the inherited fds are left open, as they came."""
+    bound here are closed and the inherited fds are left open, as they came (the caller detaches
+    their socket objects)."""
     sockets: dict[str, socket.socket] = {}
     try:
         try:
@@ -375,8 +423,7 @@ def _open(
                 raise AddressError(f"{exc} ({foreign})", errno=exc.errno) from exc
             raise
         for name, fd in claimed.items():
-            sock = adopt_socket(fd, infos[fd])
-            sockets[name] = sock
+            sock = sockets[name] = socks[fd]
             if infos[fd].type != socket.SOCK_DGRAM and not infos[fd].listening:
                 try:
                     sock.listen(backlog)
@@ -388,9 +435,7 @@ def _open(
                     ) from exc
     except BaseException:
         for name, sock in sockets.items():
-            if name in claimed:
-                sock.detach()
-            else:
+            if name not in claimed:
                 sock.close()
         raise
     return sockets
@@ -483,17 +528,14 @@ def _mismatch(
     )
 
 
-def _check_listenable(fd: int, info: FdInfo, fdname: str) -> None:
+def _check_listenable(fd: int, info: FdInfo, fdname: str, sock: socket.socket) -> None:
     """A stream/seqpacket fd that is not listening must not be connected: that is Accept=yes."""
     if info.kind != "socket" or info.type == socket.SOCK_DGRAM or info.listening:
         return
-    probe = socket.socket(info.family, info.type, info.proto, fileno=fd)
     try:
-        peer = probe.getpeername()
+        peer = sock.getpeername()
     except OSError:
         return  # not connected: listen() makes it a listener, as systemd's sockets are
-    finally:
-        probe.detach()
     raise ActivationError(
         f"fd {fd} named {fdname!r} is a connected {kind_name(info.family, info.type)} socket (peer {peer!r}), "
         "not a listening one: the .socket unit has Accept=yes (or systemd-socket-activate ran with -a/--accept), "

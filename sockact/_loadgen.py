@@ -156,6 +156,16 @@ class Load:
             total.retried += result.retried
         return total
 
+    def latest_pids(self) -> set[int]:
+        """The pid that answered each worker's latest successful request (who serves right now),
+        read without stopping anything and without a request of its own."""
+        pids = set()
+        for result in list(self._results):
+            timeline = result.timeline
+            if timeline and timeline[-1][1]:
+                pids.add(timeline[-1][2])
+        return pids
+
     def stop(self) -> LoadResult:
         """Stop the workers and return the merged result."""
         self._stop.set()

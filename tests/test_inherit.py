@@ -168,3 +168,46 @@ def test_an_address_in_use_names_a_wrapper_that_forked() -> None:
         out = run_child(GET.replace("SPEC", repr({"http": f"127.0.0.1:{held.getsockname()[1]}"})), [], env)
     assert out["error"] == "AddressError" and "in use" in out["msg"]
     assert "LISTEN_PID=1 names another process" in out["msg"] and "exec the program directly" in out["msg"]
+
+
+OPEN_AFTER = (
+    "import gc, stat, sockact\n"
+    "try:\n"
+    "    ls = sockact.get_listeners(SPEC)\n"
+    "    error = None\n"
+    "except sockact.SockactError as e:\n"
+    "    ls, error = None, type(e).__name__\n"
+    "gc.collect()  # a socket object left holding an inherited fd would close it now\n"
+    "def kind(fd):\n"
+    "    try:\n"
+    "        return 'socket' if stat.S_ISSOCK(os.fstat(fd).st_mode) else 'other'\n"
+    "    except OSError:\n"
+    "        return 'closed'\n"
+    "print(json.dumps({'error': error, 'fds': [kind(fd) for fd in (3, 4, 5)],\n"
+    "  'unclaimed': sorted(ls.unclaimed) if ls else None}))\n"
+)
+
+
+@pytest.mark.parametrize(
+    "spec, error",
+    [
+        ({"http": "127.0.0.1:0", "dns": "udp:127.0.0.1:0"}, "ActivationError"),  # fd 4 is TCP: wrong kind
+        ({"http": "127.0.0.1:0"}, None),  # dns and the FIFO stay unclaimed
+        (None, None),  # the FIFO stays unclaimed
+    ],
+)
+def test_inherited_fds_stay_open_after_an_error_and_when_unclaimed(spec: object, error: str | None) -> None:
+    """get_listeners() inspects the inherited fds through socket objects that adopt them: an error
+    must hand every fd back untouched, and an unclaimed one stays an open fd for close_unclaimed()."""
+    http, dns = tcp_listener(), tcp_listener()
+    r, w = os.pipe()
+    code = OPEN_AFTER.replace("SPEC", repr(spec))
+    env = child_env({"LISTEN_PID": "SELF", "LISTEN_FDS": "3", "LISTEN_FDNAMES": "http:dns:store"})
+    with http, dns:
+        out = run_child(code, [http.fileno(), dns.fileno(), r], env)
+    os.close(r)
+    os.close(w)
+    assert out["error"] == error
+    assert out["fds"] == ["socket", "socket", "other"]
+    if error is None:
+        assert out["unclaimed"] == ([4, 5] if spec else [5])

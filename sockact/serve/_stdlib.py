@@ -79,6 +79,40 @@ class HTTPServer(http.server.ThreadingHTTPServer):
         self._polling: set[socket.socket] = set()  # handlers waiting in poll(), not in a blocking read
         self._all_closed = threading.Condition(self._lock)
         self._wake_r, self._wake_w = os.pipe2(os.O_CLOEXEC)
+        self._accept_r, self._accept_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)  # shutdown() wakes the loop
+        self._shutdown_asked = False
+        self._loop_done = threading.Event()
+        self._loop_done.set()
+
+    def serve_forever(self, poll_interval: float = 0.5) -> None:
+        """socketserver's accept loop, but :meth:`shutdown` wakes it through a pipe instead of being
+        seen at the next poll: a predecessor whose successor is ready stops accepting the moment
+        :meth:`drain` begins, not up to ``poll_interval`` later (socketserver's own XXX). Each wait
+        is still bounded by ``poll_interval`` (``service_actions``)."""
+        self._loop_done.clear()
+        try:
+            listener = self.socket.fileno()
+            while not self._shutdown_asked:
+                ready = readable([listener, self._accept_r], poll_interval)
+                if self._shutdown_asked:
+                    break
+                if listener in ready:
+                    self._handle_request_noblock()
+                self.service_actions()
+        finally:
+            try:
+                os.read(self._accept_r, 64)  # a wake-up left over: the next loop must not spin on it
+            except BlockingIOError:
+                pass
+            self._shutdown_asked = False
+            self._loop_done.set()
+
+    def shutdown(self) -> None:
+        """Stop :meth:`serve_forever` and wait until it returned (at once, not at its next poll).
+        Call it from another thread than the loop's, as socketserver's."""
+        self._shutdown_asked = True
+        os.write(self._accept_w, b"x")
+        self._loop_done.wait()
 
     def get_request(self) -> tuple[socket.socket, Any]:
         conn, address = self.socket.accept()
@@ -231,12 +265,12 @@ class HTTPServer(http.server.ThreadingHTTPServer):
 
     def server_close(self) -> None:
         super().server_close()
-        for fd in (self._wake_r, self._wake_w):
+        for fd in (self._wake_r, self._wake_w, self._accept_r, self._accept_w):
             try:
                 os.close(fd)
             except OSError:
                 pass
-        self._wake_r = self._wake_w = -1
+        self._wake_r = self._wake_w = self._accept_r = self._accept_w = -1
 
 
 def _wake_idle(conn: socket.socket) -> None:
@@ -292,26 +326,27 @@ class HTTPRequestHandler(http.server.BaseHTTPRequestHandler):
         if self.connection.family in (socket.AF_INET, socket.AF_INET6):
             self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
-    _said_connection = False
-
     def handle_one_request(self) -> None:
         if not self.server.wait_for_request(self.connection, self.rfile):
             self.close_connection = True
             return
-        self._said_connection = False
         try:
             super().handle_one_request()
         finally:
             self.server.request_done(self.connection)
 
-    def send_header(self, keyword: str, value: str) -> None:
-        if keyword.lower() == "connection":
-            self._said_connection = True
-        super().send_header(keyword, value)
-
     def end_headers(self) -> None:
         # Draining: this response is the connection's last. A client's own "Connection: close"
-        # (which set close_connection) is echoed, as HTTP/1.1 clients such as wrk expect.
-        if (self.server.draining or self.close_connection) and not self._said_connection:
+        # (which set close_connection) is echoed, as HTTP/1.1 clients such as wrk expect. Whether the
+        # handler said Connection itself is looked up only then, in the head being built (no
+        # send_header override: it would cost every header of every response).
+        if (self.server.draining or self.close_connection) and not _says_connection(self):
             self.send_header("Connection", "close")  # also sets close_connection
         super().end_headers()
+
+
+def _says_connection(handler: http.server.BaseHTTPRequestHandler) -> bool:
+    """Whether the response head being built has a Connection header (send_header writes each as
+    ``keyword: value`` into ``_headers_buffer``; HTTP/0.9 has no head)."""
+    lines: list[bytes] = getattr(handler, "_headers_buffer", [])
+    return any(line[:11].lower() == b"connection:" for line in lines)
