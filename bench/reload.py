@@ -308,6 +308,7 @@ class Systemd(Target):
             drain_timeout=10,
             environment={"PYTHONPATH": ROOT},
             sockact_command=[PY, "-m", "sockact"],
+            harden=False,  # PY may live where a dynamic user cannot reach (a venv under /root): bench/boxes.py
         )
         service = units[f"{self.unit}.service"]
         logs = f"[Service]\nStandardOutput=append:{self.log}\nStandardError=append:{self.log}\n"
