@@ -54,8 +54,8 @@ def test_serve_reloads_under_load_and_drains(server: str, tmp_path: object) -> N
     assert output.count("stop; drained") == 1, output[-3000:]
     pids = run["pids"]
     assert isinstance(pids, list)
-    for pid in pids[1:]:  # the successors: re-executed from the same argv (sys.orig_argv)
-        assert f"sockact[{pids[pids.index(pid) - 1]}]: handed over to pid {pid}" in output, output[-3000:]
+    for old, new in zip(pids, pids[1:]):  # the successors: re-executed from the same argv (sys.orig_argv)
+        assert f"sockact[{old}]: upgraded: pid {old} → pid {new} in " in output, output[-3000:]
 
 
 def serve_error(*args: str, python: list[str] | None = None, env: dict[str, str] | None = None) -> str:

@@ -50,6 +50,8 @@ def written_units(port: int, workdir: str) -> dict[str, str]:
     # This venv's interpreter (with uvicorn) lives under /root, out of a dynamic user's reach: run as
     # root with ProtectHome=no and the rest of the sandbox (tests/units.py does the same for units/).
     service = service.replace("\nDynamicUser=yes\n", "\n").replace("ProtectHome=yes", "ProtectHome=no")
+    # and the checkout (its venv, tests/) stays visible when it lies under /tmp, which PrivateTmp= hides
+    service = service.replace("[Service]\n", f"[Service]\nBindReadOnlyPaths={ROOT}\n")
     log = os.path.join(workdir, f"{NAME}.log")
     units[f"{NAME}.service"] = service.replace(
         "[Service]\n", f"[Service]\nStandardOutput=append:{log}\nStandardError=append:{log}\n"

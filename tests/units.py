@@ -46,7 +46,8 @@ def localized(
         if port is not None:
             text = text.replace(f"127.0.0.1:{PORTS[name]}", f"127.0.0.1:{port}")
         if suffix == ".service":
-            extra = f"BindReadOnlyPaths={ROOT}:{checkout}\n" if stdlib else ""
+            # Bound either way: a checkout under /tmp (a fresh clone) is hidden by PrivateTmp= otherwise.
+            extra = f"BindReadOnlyPaths={ROOT}:{checkout}\n"
             if not stdlib:
                 text = text.replace("\nDynamicUser=yes\n", "\n").replace("ProtectHome=yes", "ProtectHome=no")
             if log is not None:
