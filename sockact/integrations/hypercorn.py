@@ -80,7 +80,9 @@ async def serve(
     from hypercorn.config import Config, Sockets
     from hypercorn.utils import wrap_app
 
+    global _DRAINING
     _install_server()
+    _DRAINING = False  # this serve()'s drain has not begun, whatever an earlier one in this process did
     cfg = Config()
     cfg.graceful_timeout = drain_timeout
     cfg.backlog = socket.SOMAXCONN
