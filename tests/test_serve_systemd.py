@@ -16,6 +16,7 @@ from test_systemd_sandbox import logs, reload_under_load, stop_drains
 from conftest import boot_box, need_module, need_tool
 from helpers import ROOT, child_env, free_port
 from sandbox import Sandbox
+from units import as_root_with_this_venv
 
 NAME = "serve-uvicorn"
 RELOADS = 3
@@ -47,11 +48,7 @@ def written_units(port: int, workdir: str) -> dict[str, str]:
     service = units[f"{NAME}.service"]
     assert f"ExecStart={os.path.join(bindir, 'sockact')} serve uvicorn serve_apps:asgi" in service, service
     assert "DynamicUser=yes" in service and "ProtectSystem=strict" in service  # hardened as written
-    # This venv's interpreter (with uvicorn) lives under /root, out of a dynamic user's reach: run as
-    # root with ProtectHome=no and the rest of the sandbox (tests/units.py does the same for units/).
-    service = service.replace("\nDynamicUser=yes\n", "\n").replace("ProtectHome=yes", "ProtectHome=no")
-    # and the checkout (its venv, tests/) stays visible when it lies under /tmp, which PrivateTmp= hides
-    service = service.replace("[Service]\n", f"[Service]\nBindReadOnlyPaths={ROOT}\n")
+    service = as_root_with_this_venv(service)  # uvicorn is in this venv, under /root
     log = os.path.join(workdir, f"{NAME}.log")
     units[f"{NAME}.service"] = service.replace(
         "[Service]\n", f"[Service]\nStandardOutput=append:{log}\nStandardError=append:{log}\n"

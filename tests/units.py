@@ -46,15 +46,24 @@ def localized(
         if port is not None:
             text = text.replace(f"127.0.0.1:{PORTS[name]}", f"127.0.0.1:{port}")
         if suffix == ".service":
-            # Bound either way: a checkout under /tmp (a fresh clone) is hidden by PrivateTmp= otherwise.
-            extra = f"BindReadOnlyPaths={ROOT}:{checkout}\n"
-            if not stdlib:
-                text = text.replace("\nDynamicUser=yes\n", "\n").replace("ProtectHome=yes", "ProtectHome=no")
+            if stdlib:  # the unit names the checkout by its view's path
+                text = text.replace("[Service]\n", f"[Service]\nBindReadOnlyPaths={ROOT}:{checkout}\n")
+            else:
+                text = as_root_with_this_venv(text)
             if log is not None:
-                extra += f"StandardOutput=append:{log}\nStandardError=append:{log}\n"
-            text = text.replace("[Service]\n", f"[Service]\n{extra}")
+                logs = f"StandardOutput=append:{log}\nStandardError=append:{log}\n"
+                text = text.replace("[Service]\n", f"[Service]\n{logs}")
         out[name + suffix] = text
     return out
+
+
+def as_root_with_this_venv(service: str) -> str:
+    """A hardened .service made runnable with this checkout's venv: that interpreter lives under /root,
+    out of a dynamic user's reach, so it runs as root with ProtectHome=no and the rest of the sandbox
+    kept; the checkout is bound read-only onto itself, since a checkout under /tmp (a fresh clone) is
+    hidden by PrivateTmp= otherwise."""
+    service = service.replace("\nDynamicUser=yes\n", "\n").replace("ProtectHome=yes", "ProtectHome=no")
+    return service.replace("[Service]\n", f"[Service]\nBindReadOnlyPaths={ROOT}\n")
 
 
 def supervised(name: str) -> bool:
