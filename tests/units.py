@@ -20,6 +20,12 @@ VIEW = "/tmp/sockact-view"
 SYSTEM_PYTHON = "/usr/bin/python3"
 
 
+def check_readable_checkout() -> None:
+    """Hardened test services (a dynamic user) read this checkout through a bind mount: it must be
+    readable by others. A clone made in a 0700 ``mktemp -d`` is not: say so, not a reset connection."""
+    assert os.stat(ROOT).st_mode & 0o005 == 0o005, f"chmod o+rx {ROOT}: a dynamic-user test service must read it"
+
+
 def shipped_pairs() -> list[str]:
     """Base names (``sockact-http``) of every .socket/.service pair in units/."""
     names = sorted(f[: -len(".service")] for f in os.listdir(UNITS_DIR) if f.endswith(".service"))
@@ -47,6 +53,7 @@ def localized(
             text = text.replace(f"127.0.0.1:{PORTS[name]}", f"127.0.0.1:{port}")
         if suffix == ".service":
             if stdlib:  # the unit names the checkout by its view's path
+                check_readable_checkout()
                 text = text.replace("[Service]\n", f"[Service]\nBindReadOnlyPaths={ROOT}:{checkout}\n")
             else:
                 text = as_root_with_this_venv(text)
@@ -79,6 +86,7 @@ def generated(name: str, port: int, mode: str, script: str, log: str, extra: str
     systemd before the sandbox applies); ``extra``: more [Service] lines."""
     from sockact._units import render_units
 
+    check_readable_checkout()
     app = os.path.dirname(script)
     seen = f"{VIEW}/app/{os.path.basename(script)}"
     units = render_units(
