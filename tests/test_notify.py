@@ -48,11 +48,16 @@ def test_systemd_notify_peer(receiver: NotifyReceiver, no_block: bool) -> None:
     proc = subprocess.Popen(args, env={**os.environ, **env_for(receiver)})
     receiver.allow(proc.pid)  # systemd-notify sends its BARRIER=1 with its own pid (checked at receive time)
     messages = []
-    while proc.poll() is None or (m := receiver.receive_nowait()) is not None:
+    deadline = start + 10
+    while time.monotonic() < deadline:
+        exited = proc.poll() is not None  # checked before receiving: what it sent is queued by then
         m = receiver.receive(timeout=0.05)
         if m is not None:
             messages.append(m)
             m.close()
+        elif exited:
+            break
+    proc.wait(timeout=5)
     elapsed = time.monotonic() - start
     assert proc.returncode == 0
     assert elapsed < 3, f"systemd-notify blocked {elapsed:.1f}s: the barrier fd was not closed"
