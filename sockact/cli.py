@@ -7,33 +7,35 @@ and path is checked before anything starts.
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import json
 import math
 import os
-import shutil
 import signal
-import subprocess
 import sys
-import tempfile
-from collections.abc import Callable, Sequence
-from typing import NoReturn
 
 from . import __version__
 from ._control import CONTROL_VAR, request_reload
-from ._env import parse_watchdog_env
 from ._errors import SockactError, UsageError
-from ._fds import describe_fd
-from ._journal import LEVELS, configure_logging, fd_is_journal
-from ._listeners import Listeners, get_listeners, read_inherited
-from ._serve_cli import parse_listen, parse_option, serve, server_named
-from ._supervisor import Supervisor, parse_ready
-from ._units import render_units
+
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs more than `sockact reload` needs
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from typing import NoReturn
+
+    from ._listeners import Listeners
+
+# Each command imports what it needs when it runs: `sockact reload` (every `systemctl reload`) starts
+# in a few milliseconds instead of paying for asyncio, logging and the supervisor it never uses.
 
 __all__ = ["main"]
 
 
 def _inspect(as_json: bool) -> int:
+    import json
+
+    from ._env import parse_watchdog_env
+    from ._fds import describe_fd
+    from ._listeners import read_inherited
+
     env = dict(os.environ)
     pid = os.getpid()
     verdicts: list[str] = []
@@ -184,6 +186,8 @@ def _listen(text: str) -> tuple[str, str]:
 
 
 def _ready(text: str) -> str | float:
+    from ._supervisor import parse_ready
+
     try:
         return parse_ready(text)
     except ValueError:
@@ -192,6 +196,8 @@ def _ready(text: str) -> str | float:
 
 def _command(args: argparse.Namespace, usage: str) -> list[str]:
     """The COMMAND after ``--``, its program resolved to an absolute path; SockactError if missing."""
+    import shutil
+
     command = list(args.cmd)
     if not command:
         raise SockactError(f"no command given: {usage}")
@@ -207,7 +213,7 @@ def _add_logging_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_mutually_exclusive_group()
     group.add_argument(
         "--log-level",
-        choices=list(LEVELS),
+        choices=["debug", "info", "warning", "error"],  # _journal.LEVELS (a test keeps them equal)
         default="info",
         help="the least severe of sockact's own lines to show: debug, info (default: the start line and one "
         "line per reload), warning or error (failures only), e.g. --log-level warning",
@@ -224,10 +230,15 @@ def _add_logging_options(parser: argparse.ArgumentParser) -> None:
 
 def _setup_logging(args: argparse.Namespace) -> None:
     """sockact's lines to stderr at ``--log-level``, ``<N>``-prefixed when stderr is the journal."""
+    from ._journal import LEVELS, configure_logging
+
     configure_logging(LEVELS[args.log_level])
 
 
 def _run(args: argparse.Namespace) -> int:
+    from ._listeners import get_listeners
+    from ._supervisor import Supervisor
+
     _setup_logging(args)
     pairs = _unique_listens(args.listen)
     command = _command(args, "sockact run [OPTIONS] -- COMMAND [ARGS…]")
@@ -260,6 +271,8 @@ def _reload(args: argparse.Namespace) -> int:
     if ok:
         print(f"sockact reload: {text}")
         return 0
+    from ._journal import fd_is_journal
+
     journal = fd_is_journal(sys.stderr.fileno())
     print(f"{'<3>' if journal else ''}sockact reload: {text}", file=sys.stderr)  # journalctl -p err shows it
     return 1
@@ -268,6 +281,8 @@ def _reload(args: argparse.Namespace) -> int:
 def _check_passable(listeners: Listeners) -> None:
     """Without --listen, `sockact run` passes on every inherited socket; refuse what it cannot pass on
     (FIFOs, files from the fd store) and having nothing at all, rather than drop them silently."""
+    from ._fds import describe_fd
+
     others = []
     for fd, name in sorted(listeners.unclaimed.items()):
         try:
@@ -295,6 +310,12 @@ def _env_pair(text: str) -> tuple[str, str]:
 
 
 def _units(args: argparse.Namespace) -> int:
+    import shutil
+    import subprocess
+    import tempfile
+
+    from ._units import render_units
+
     command = _command(args, "sockact units NAME --listen NAME=ADDR -- COMMAND [ARGS…]")
     units = render_units(
         args.name,
@@ -387,6 +408,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _demo(args: argparse.Namespace) -> int:
+    import importlib.util
+
     plot = _writable_file("--plot", args.plot) if args.plot else None
     if plot is not None and importlib.util.find_spec("matplotlib") is None:
         raise UsageError("--plot needs matplotlib: pip install 'sockact[plot]'")
@@ -562,6 +585,24 @@ def _argument(parse: Callable[[str], object]) -> Callable[[str], object]:
     return convert
 
 
+def _server_name(text: str) -> str:
+    from ._serve_cli import server_named
+
+    return server_named(text).name
+
+
+def _serve_listen(text: str) -> tuple[str, str]:
+    from ._serve_cli import parse_listen
+
+    return parse_listen(text)
+
+
+def _serve_option(text: str) -> tuple[str, object]:
+    from ._serve_cli import parse_option
+
+    return parse_option(text)
+
+
 def _add_serve(sub: argparse._SubParsersAction[_Parser]) -> None:
     serve = sub.add_parser(
         "serve",
@@ -575,14 +616,14 @@ def _add_serve(sub: argparse._SubParsersAction[_Parser]) -> None:
     serve.add_argument(
         "server",
         metavar="SERVER",
-        type=_argument(lambda text: server_named(text).name),
+        type=_argument(_server_name),
         help="uvicorn, hypercorn, aiohttp, tornado or waitress",
     )
     serve.add_argument("app", metavar="APP", help="module:attribute, e.g. main:app or app.main:app")
     serve.add_argument(
         "--listen",
         action="append",
-        type=_argument(parse_listen),
+        type=_argument(_serve_listen),
         metavar="[NAME=]ADDR",
         help="a socket in ListenStream= syntax, taken from systemd by name (FileDescriptorName=, default http) "
         "or address, else bound; repeatable; default 127.0.0.1:8000",
@@ -623,7 +664,7 @@ def _add_serve(sub: argparse._SubParsersAction[_Parser]) -> None:
     serve.add_argument(
         "--option",
         action="append",
-        type=_argument(parse_option),
+        type=_argument(_serve_option),
         metavar="KEY=VALUE",
         help="a keyword of the server's run() (uvicorn.Config, hypercorn Config, web.AppRunner, HTTPServer, "
         "waitress adjustment); VALUE true/false/none, a number, else text; repeatable",
@@ -632,6 +673,8 @@ def _add_serve(sub: argparse._SubParsersAction[_Parser]) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from ._serve_cli import serve
+
     _setup_logging(args)
     return serve(
         args.server,

@@ -83,3 +83,38 @@ def test_words_after_double_dash_where_no_program_goes_are_an_error() -> None:
     out = sockact("serve", "uvicorn", "main:app", "--", "--workers", "4")
     assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
     assert "sockact serve: error: takes no COMMAND after --; unrecognized arguments: -- --workers 4" in out.stderr
+
+
+def test_log_level_choices_are_the_journal_levels() -> None:
+    from sockact._journal import LEVELS
+
+    _, subparsers = _parser()
+    for command in ("run", "serve"):
+        action = next(a for a in subparsers[command]._actions if a.dest == "log_level" and a.choices)
+        assert list(action.choices or []) == list(LEVELS), command
+
+
+def test_sockact_reload_imports_only_what_it_needs() -> None:
+    # every `systemctl reload` starts this command: no asyncio, logging, supervisor or unit writer
+    code = (
+        "import sys; from sockact.cli import _parse; _parse(['reload', '--control', '/x']); "
+        "print(' '.join(sorted(sys.modules)))"
+    )
+    loaded = set(
+        subprocess.run(
+            [sys.executable, "-c", code], env=child_env(), capture_output=True, text=True, check=True
+        ).stdout.split()
+    )
+    heavy = {
+        "asyncio",
+        "logging",
+        "subprocess",
+        "typing",
+        "json",
+        "sockact._supervisor",
+        "sockact._handoff",
+        "sockact._serve_cli",
+        "sockact._units",
+        "sockact._listeners",
+    }
+    assert "sockact._control" in loaded and not loaded & heavy, sorted(loaded & heavy)
