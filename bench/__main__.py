@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bench import boxes, faults, handover, keepalive, overhead, reload, soak, spawn, startup, suite
+from bench import _util, boxes, faults, handover, keepalive, overhead, reload, soak, spawn, startup, suite
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,6 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     keepalive.add_parser(sub)
     boxes.add_parser(sub)
     args = parser.parse_args(argv)
+    _util.compile_checkout()  # servers start from .pyc files, as an installed sockact does
     return int(args.run(args))
 
 

@@ -23,10 +23,23 @@ def free_port() -> int:
 
 
 def child_env() -> dict[str, str]:
-    """This environment without activation state, with this checkout importable."""
+    """This environment without activation state, with this checkout importable, and with bytecode
+    caching on: an installed service starts from .pyc files, so a bench does too (see
+    :func:`compile_checkout`). PYTHONDONTWRITEBYTECODE=1 in a shell (this machine sets it) would make
+    every successor compile sockact and its app from source: ~25 ms more CPU per start."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LISTEN_", "NOTIFY_"))}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     env["PYTHONPATH"] = ROOT
     return env
+
+
+def compile_checkout() -> None:
+    """Write current .pyc files for sockact, the examples and the benches, as `pip install` does for an
+    installed package; quiet, and harmless where the checkout is read-only."""
+    import compileall
+
+    for directory in ("sockact", "examples", "bench"):
+        compileall.compile_dir(os.path.join(ROOT, directory), quiet=2, force=False)
 
 
 def become_subreaper() -> None:
