@@ -26,7 +26,7 @@ def child_env() -> dict[str, str]:
     """This environment without activation state, with this checkout importable, and with bytecode
     caching on: an installed service starts from .pyc files, so a bench does too (see
     :func:`compile_checkout`). PYTHONDONTWRITEBYTECODE=1 in a shell (this machine sets it) would make
-    every successor compile sockact and its app from source: ~25 ms more CPU per start."""
+    every successor compile sockact and its app from source: ~40 ms more CPU per start."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LISTEN_", "NOTIFY_"))}
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     env["PYTHONPATH"] = ROOT
