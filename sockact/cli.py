@@ -423,6 +423,16 @@ def _demo(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGTERM, previous)
 
 
+def _add_inspect(sub: argparse._SubParsersAction[_Parser]) -> None:
+    inspect = sub.add_parser(
+        "inspect",
+        help="show the fds, NOTIFY_SOCKET and watchdog this process inherited",
+        description="Show what this process inherited from its manager: LISTEN_FDS sockets (name, kind, "
+        "address), NOTIFY_SOCKET and the watchdog, and why any of it would be ignored.",
+    )
+    inspect.add_argument("--json", action="store_true", help="machine-readable output")
+
+
 def _add_run(sub: argparse._SubParsersAction[_Parser]) -> None:
     run = sub.add_parser(
         "run",
@@ -736,8 +746,9 @@ class _Formatter(argparse.HelpFormatter):
         return super()._fill_text(text, width, indent)
 
 
-def _parser() -> tuple[_Parser, dict[str, _Parser]]:
-    """The ``sockact`` parser and its subcommands' parsers, each with help text and an Examples: epilog."""
+def _parser(only: str | None = None) -> tuple[_Parser, dict[str, _Parser]]:
+    """The ``sockact`` parser and its subcommands' parsers, each with help text and an Examples: epilog;
+    with ``only``, just that subcommand's (what ``sockact reload`` parses: a third of the work)."""
     parser = _Parser(
         prog="sockact",
         description="socket activation and zero-downtime restarts",
@@ -747,20 +758,24 @@ def _parser() -> tuple[_Parser, dict[str, _Parser]]:
     )
     parser.add_argument("--version", action="version", version=f"sockact {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    inspect = sub.add_parser(
-        "inspect",
-        help="show the fds, NOTIFY_SOCKET and watchdog this process inherited",
-        description="Show what this process inherited from its manager: LISTEN_FDS sockets (name, kind, "
-        "address), NOTIFY_SOCKET and the watchdog, and why any of it would be ignored.",
-    )
-    inspect.add_argument("--json", action="store_true", help="machine-readable output")
-    for add in (_add_run, _add_units, _add_reload, _add_demo, _add_serve):
-        add(sub)
+    for name, add in _SUBCOMMANDS.items():
+        if only is None or name == only:
+            add(sub)
     for name, subparser in sub.choices.items():
         subparser.formatter_class = _Formatter
         subparser.epilog = "Examples:\n" + _EXAMPLES[name].strip("\n")
     return parser, dict(sub.choices)
 
+
+#: Each subcommand's parser, in the order ``sockact --help`` lists them.
+_SUBCOMMANDS: dict[str, Callable[[argparse._SubParsersAction[_Parser]], None]] = {
+    "inspect": _add_inspect,
+    "run": _add_run,
+    "units": _add_units,
+    "reload": _add_reload,
+    "demo": _add_demo,
+    "serve": _add_serve,
+}
 
 #: What the forgotten ``--`` looks like to each subcommand that takes a COMMAND.
 _DASH_HINT = {
@@ -772,7 +787,7 @@ _DASH_HINT = {
 def _parse(words: list[str]) -> argparse.Namespace:
     """Parse ``sockact …``; the COMMAND after ``--`` is kept untouched in ``args.cmd``. Words nobody
     takes are one error line with a hint: the ``--`` a program needs, or ``--option`` for serve."""
-    parser, subparsers = _parser()
+    parser, subparsers = _parser(words[0] if words and words[0] in _SUBCOMMANDS else None)
     cut = words.index("--") if "--" in words else len(words)
     args, extra = parser.parse_known_args(words[:cut])
     args.cmd = words[cut + 1 :]
