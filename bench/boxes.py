@@ -1,8 +1,10 @@
 """`systemctl reload` round trip beside a bare `systemctl start` of the same unit, inside each real
 systemd box of the test suite (tests/sandbox.py: the host's 252, Debian 13's 257).
 
-For each box and each unit mode (``inprocess``: the PID-file hand-over; ``supervise``: under
-``sockact run``), a unit pair from ``sockact units`` for ``examples/http_server.py``, no load:
+For each box, each app (``examples/http_server.py``, the lightest start there is, and
+``examples/uvicorn_app.py`` where the box runs this venv's interpreter) and each unit mode
+(``inprocess``: the PID-file hand-over; ``supervise``: under ``sockact run``), a unit pair from
+``sockact units``, no load:
 
 * bare start — ``systemctl stop`` the service (its socket stays), then ``systemctl start`` it: time to
   the command's return (Type=notify: READY=1 was processed), and to the first answer;
@@ -51,12 +53,14 @@ class RoundTrips:
     errors: list[str] = field(default_factory=list)
 
 
-def unit_pair(name: str, port: int, python: str, log: str, mode: str = "inprocess") -> dict[str, str]:
-    """``sockact units`` output for the example on ``port``, run by ``python`` inside the box, logging to
-    ``log``; with no start rate limit, so that repeated bare starts are not refused."""
+def unit_pair(
+    name: str, port: int, python: str, log: str, mode: str = "inprocess", app: str = "http_server.py"
+) -> dict[str, str]:
+    """``sockact units`` output for ``examples/app`` on ``port``, run by ``python`` inside the box,
+    logging to ``log``; with no start rate limit, so that repeated bare starts are not refused."""
     from sockact._units import render_units
 
-    server = [python, os.path.join(ROOT, "examples", "http_server.py"), "--listen", f"127.0.0.1:{port}"]
+    server = [python, os.path.join(ROOT, "examples", app), "--listen", f"127.0.0.1:{port}"]
     units = render_units(
         name,
         [("http", f"127.0.0.1:{port}")],
@@ -148,12 +152,17 @@ def table(runs: list[RoundTrips], repeats: int) -> None:
     print(
         "| systemd | unit | start → returned | start → serving | reload → returned | reload → new pid serving |", end=""
     )
-    print(" stale after return | failed |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    print(" reload ÷ start (returned) | goal | stale after return | failed |")
+    print("|---|---|---:|---:|---:|---:|---:|---|---:|---:|")
     for r in runs:
+        ratio = (
+            f"{statistics.median(r.reload_returned) / statistics.median(r.start_returned):.2f}"
+            if r.reload_returned and r.start_returned
+            else "—"
+        )
         print(
             f"| {r.box} | {r.unit} | {_ms(r.start_returned)} | {_ms(r.start_serving)} | {_ms(r.reload_returned)} |"
-            f" {_ms(r.reload_serving)} | {r.stale} of {len(r.reload_serving)} | {r.failed} |"
+            f" {_ms(r.reload_serving)} | {ratio} | ≤ 1.2 | {r.stale} of {len(r.reload_serving)} | {r.failed} |"
         )
     for r in runs:
         for error in r.errors:
@@ -166,25 +175,33 @@ def run(args: argparse.Namespace) -> int:
     from bench._util import free_port
 
     runs = []
+    skipped = []
+    apps = {"http_server.py": "stdlib", "uvicorn_app.py": "uvicorn"}
     for version in args.boxes.split(","):
         why = sandbox.available(version)
         if why is not None:
             raise SystemExit(f"the systemd {version} box cannot run here: {why}")
+        python = sandbox.PYTHON[version]
         workdir = tempfile.mkdtemp(prefix=f"sockact-bench-{version}-")
         try:
-            ports = {mode: free_port() for mode in MODES}
+            names = {}
             units: dict[str, str] = {}
-            for mode, port in ports.items():
-                log = os.path.join(workdir, f"{mode}.log")
-                units.update(unit_pair(f"bench-{mode}", port, sandbox.PYTHON[version], log, mode))
+            for app, short in apps.items():
+                if short == "uvicorn" and python != sys.executable:
+                    skipped.append(f"{version}: the box runs its own {python}, without uvicorn: no uvicorn rows")
+                    continue
+                for mode in MODES:
+                    name, port = f"bench-{short}-{mode}", free_port()
+                    names[name] = port
+                    units.update(unit_pair(name, port, python, os.path.join(workdir, f"{name}.log"), mode, app))
             with sandbox.Sandbox(workdir, units, sandbox.keep_for(version), box=version) as box:
-                for mode, port in ports.items():
-                    runs.append(
-                        time_reload_and_start(box, f"bench-{mode}", port, args.repeats, settle=not args.back_to_back)
-                    )
+                for name, port in names.items():
+                    runs.append(time_reload_and_start(box, name, port, args.repeats, settle=not args.back_to_back))
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
     table(runs, args.repeats)
+    for line in skipped:
+        print(f"- {line}")
     return 0
 
 

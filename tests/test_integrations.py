@@ -120,3 +120,27 @@ def test_gunicorn_under_sockact_run(mode: str, tmp_path: object) -> None:
         wrap(mode, argv, address), target, child_env(), os.path.join(str(tmp_path), "log"), RELOADS, signal_started=True
     )
     assert_zero_downtime(run, RELOADS)
+
+
+@pytest.mark.parametrize(
+    ("open_connections", "in_flight", "ended_at_once"),
+    [
+        (lambda: 0, 0, True),  # nothing open: no client can send a next request, the drain is done
+        (lambda: 1, 0, False),  # an idle keep-alive connection: it gets the grace
+        (lambda: 0, 1, False),  # a request still running
+        (None, 0, False),  # not counted (TLS): the grace decides
+    ],
+)
+def test_a_drain_with_no_connection_open_does_not_wait_for_the_grace(
+    open_connections: object, in_flight: int, ended_at_once: bool
+) -> None:
+    import asyncio
+    import threading
+
+    from sockact.integrations._quiet import Activity
+
+    activity = Activity(idle_grace=60, clock=lambda: 0.0)  # a clock that never moves: the grace never ends
+    activity.in_flight = in_flight
+    quiet = activity.quiet(0.3, threading.Event(), open_connections)  # type: ignore[arg-type]
+    assert asyncio.run(quiet) is ended_at_once
+    assert activity.draining

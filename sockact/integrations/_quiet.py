@@ -39,18 +39,30 @@ class Activity:
         self.in_flight -= 1
         self.last = self._clock()
 
-    async def quiet(self, timeout: float, hammer: threading.Event) -> bool:
+    async def quiet(
+        self, timeout: float, hammer: threading.Event, connections: Callable[[], int] | None = None
+    ) -> bool:
         """Start draining (responses say ``Connection: close``) and wait until no request is in flight
         and none began or ended for the grace (at most ``timeout``); False if the time or the hammer
-        ran out first."""
+        ran out first.
+
+        ``connections`` counts the connections the server has open. When it says 0 and no request is
+        in flight, there is nothing to wait for: no client can send a next request on a connection
+        that does not exist (the listeners were handed over already), so the drain ends at once
+        instead of after the grace. It is read after one turn of the loop, so a connection accepted
+        just before the hand-over has been counted. Pass None for TLS: a connection in its handshake
+        is not counted yet, and the grace covers it."""
         import asyncio
 
         self.draining = True
         began = self._clock()
         grace = grace_within(self.idle_grace, timeout)
         deadline = time.monotonic() + timeout
+        await asyncio.sleep(0)
         while time.monotonic() < deadline and not hammer.is_set():
-            if self.in_flight == 0 and expired(self.last, began, self._clock(), grace):
+            if self.in_flight == 0 and (
+                (connections is not None and connections() == 0) or expired(self.last, began, self._clock(), grace)
+            ):
                 return True
             await asyncio.sleep(0.02)
         return False

@@ -87,7 +87,8 @@ async def serve(
             outcome = await service.upgrader.wait_async()
             deadline = time.monotonic() + drain_timeout
             await stop_accepting(service.sockets)
-            await activity.quiet(drain_timeout, service.upgrader.hammer)
+            tls = ssl_context is not None
+            await activity.quiet(drain_timeout, service.upgrader.hammer, None if tls else lambda: _open(runner))
             if hasattr(runner, "_shutdown_timeout"):  # aiohttp reads it when cleanup() runs
                 runner._shutdown_timeout = max(deadline - time.monotonic(), 0.1)
             cleanup = asyncio.ensure_future(runner.cleanup())
@@ -95,3 +96,9 @@ async def serve(
         finally:
             await runner.cleanup()  # idempotent; after an error above it still closes every site
         return outcome
+
+
+def _open(runner: Any) -> int:
+    """The connections ``runner``'s server has open; 1 when it has no server yet (the grace decides)."""
+    server = runner.server
+    return 1 if server is None else len(server.connections)
