@@ -36,6 +36,11 @@ STEPS: list[tuple[str, list[str], list[str]]] = [
     ),
     ("Start-up and scale", ["startup"], ["startup", "--repeats", "2", "--fds", "50"]),
     (
+        "`systemctl reload` against a bare start, real systemd 252 and 257",
+        ["boxes", "--repeats", "11"],
+        ["boxes", "--repeats", "1"],
+    ),
+    (
         "10,000 idle keep-alive connections across an upgrade",
         ["keepalive", "--connections", "10000"],
         ["keepalive", "--connections", "200"],

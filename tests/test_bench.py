@@ -47,6 +47,11 @@ def test_bench_all_runs_every_figure(tmp_path: object) -> None:
     assert overhead["http.server"].endswith("| ≥ 0.99 |") and overhead["uvicorn"].endswith("| ≥ 0.99 |")
     assert "| modules asyncio/typing imported by it | none | none |" in out
     assert "| idle connections reset | 0 | 0 |" in out and "| reconnects answered by the successor | 200 of 200" in out
+    boxes = sections["`systemctl reload` against a bare start, real systemd 252 and 257"].splitlines()
+    for box in ("252", "257"):
+        for unit in ("stdlib-inprocess", "stdlib-supervise"):
+            row = next(line for line in boxes if line.startswith(f"| {box} | bench-{unit} |"))
+            assert row.endswith("| ≤ 1.2 | 0 of 1 | 0 |"), row  # a reload that served, none stale, none failed
     with open(png, "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
 
