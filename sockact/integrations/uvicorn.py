@@ -9,9 +9,9 @@ upgrader's (SIGHUP reloads in place; SIGTERM/SIGINT drain; a second one cuts the
 uvicorn's graceful shutdown closes idle keep-alive connections at once — under a client whose next
 request is on its way — so the drain first makes every response say ``Connection: close`` (an ASGI
 middleware) and starts that shutdown only once no request has begun or ended for ``idle_grace``
-seconds (:mod:`sockact.integrations._quiet`), with what is left of ``drain_timeout`` as
-``timeout_graceful_shutdown``. Other keyword arguments go to ``uvicorn.Config`` (``ssl_certfile=``,
-``ssl_keyfile=``, ``log_level=``…).
+seconds (:mod:`sockact.integrations._quiet`) — at once when no connection is open and it serves no
+TLS — with what is left of ``drain_timeout`` as ``timeout_graceful_shutdown``. Other keyword
+arguments go to ``uvicorn.Config`` (``ssl_certfile=``, ``ssl_keyfile=``, ``log_level=``…).
 """
 
 from __future__ import annotations
