@@ -5,6 +5,7 @@ across SIGTERM; every user error is one line on stderr with exit status 2."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 
@@ -15,7 +16,7 @@ from sockact._serve_cli import SERVERS, check_options, parse_app, parse_listen, 
 
 from conftest import need_module
 from helpers import PY, ROOT, child_env, free_port
-from reloads import assert_zero_downtime, become_subreaper, reloads_under_load
+from reloads import assert_zero_downtime, become_subreaper, reloads_under_load, serving_pid
 
 TESTS = os.path.join(ROOT, "tests")
 RELOADS = 3
@@ -251,3 +252,28 @@ def test_help_lists_the_servers_and_examples() -> None:
     assert out.returncode == 0
     assert "uvicorn, hypercorn, aiohttp, tornado or waitress" in out.stdout
     assert "\nExamples:\n  sockact serve uvicorn app.main:app --listen 127.0.0.1:8000\n" in out.stdout
+
+
+@pytest.mark.parametrize("server", ["uvicorn", "aiohttp"])
+def test_a_stop_with_no_connection_open_does_not_wait_for_the_idle_grace(server: str) -> None:
+    """With a 60 s idle grace, a server that answered a request (its connection closed since) and gets
+    SIGTERM exits well within 30 s: with no connection open there is no next request to wait for."""
+    need_module(server)
+    port = free_port()
+    app, extra = CASES[server]
+    argv = serve_argv(
+        server, app, "--listen", f"127.0.0.1:{port}", "--drain-timeout", "120", "--idle-grace", "60", *extra
+    )
+    proc = subprocess.Popen(argv, env=child_env(), stderr=subprocess.PIPE, text=True)
+    try:
+        assert serving_pid(port) == proc.pid  # one request, on a connection the client closed
+        proc.send_signal(signal.SIGTERM)
+        try:
+            _, err = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            pytest.fail("still draining after 30 s with no connection open: it waited for the 60 s grace")
+        assert proc.returncode == 0 and "stop; drained" in err, err[-2000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()

@@ -48,17 +48,16 @@ class Activity:
 
         ``connections`` counts the connections the server has open. When it says 0 and no request is
         in flight, there is nothing to wait for: no client can send a next request on a connection
-        that does not exist (the listeners were handed over already), so the drain ends at once
-        instead of after the grace. It is read after one turn of the loop, so a connection accepted
-        just before the hand-over has been counted. Pass None for TLS: a connection in its handshake
-        is not counted yet, and the grace covers it."""
+        that does not exist, so the drain ends at once instead of after the grace. Call this only
+        after ``await stop_accepting(...)``: it stops the accepting and waits the loop turns a
+        connection accepted just before needs to reach the server's count. Pass None for TLS: a
+        connection in its handshake is not counted yet, and the grace covers it."""
         import asyncio
 
         self.draining = True
         began = self._clock()
         grace = grace_within(self.idle_grace, timeout)
         deadline = time.monotonic() + timeout
-        await asyncio.sleep(0)
         while time.monotonic() < deadline and not hammer.is_set():
             if self.in_flight == 0 and (
                 (connections is not None and connections() == 0) or expired(self.last, began, self._clock(), grace)

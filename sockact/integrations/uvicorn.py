@@ -57,22 +57,9 @@ async def serve(
     import uvicorn
 
     class Server(uvicorn.Server):
-        wake: asyncio.Event | None = None
-
         @contextlib.contextmanager
         def capture_signals(self) -> Generator[None, None, None]:
             yield  # the upgrader owns the signals
-
-        async def main_loop(self) -> None:
-            # uvicorn looks at should_exit once per 0.1 s tick; the drain sets it and wakes the loop, so
-            # the shutdown starts at once rather than up to a tick later (on_tick keeps its once-a-second
-            # work by its counter, as in uvicorn's own loop).
-            self.wake = asyncio.Event()
-            counter = 0
-            while not await self.on_tick(counter):
-                counter = (counter + 1) % 864000
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self.wake.wait(), 0.1)
 
     config.setdefault("timeout_graceful_shutdown", drain_timeout)
     with Service(
@@ -100,7 +87,5 @@ async def serve(
         await activity.quiet(drain_timeout, service.upgrader.hammer, count)
         server.config.timeout_graceful_shutdown = max(deadline - time.monotonic(), 0.1)  # type: ignore[assignment]
         server.should_exit = True
-        if server.wake is not None:
-            server.wake.set()
         await finish(task, service.upgrader.hammer, lambda: setattr(server, "force_exit", True))
         return outcome
