@@ -14,7 +14,10 @@ import logging
 import os
 import sys
 from collections.abc import Mapping
-from typing import IO
+
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: `sockact reload`'s error path should not import typing
+if TYPE_CHECKING:
+    from typing import IO
 
 __all__ = ["LEVELS", "JournalFormatter", "configure_logging", "fd_is_journal", "stream_is_journal", "syslog_priority"]
 

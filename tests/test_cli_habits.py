@@ -95,19 +95,19 @@ def test_log_level_choices_are_the_journal_levels() -> None:
 
 
 def test_sockact_reload_imports_only_what_it_needs() -> None:
-    # every `systemctl reload` starts this command: no asyncio, logging, supervisor or unit writer
+    # every `systemctl reload` starts this command: no asyncio, supervisor, unit writer or typing (its
+    # failure path alone imports logging, for the journal's priority prefix)
     code = (
-        "import sys; from sockact.cli import _parse; _parse(['reload', '--control', '/x']); "
-        "print(' '.join(sorted(sys.modules)))"
+        "import sys; from sockact.cli import main; "
+        "code = main(['reload', '--control', '/nonexistent/control', '--timeout', '0.05']); "
+        "print(code, ' '.join(sorted(sys.modules)))"
     )
-    loaded = set(
-        subprocess.run(
-            [sys.executable, "-c", code], env=child_env(), capture_output=True, text=True, check=True
-        ).stdout.split()
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=child_env(), capture_output=True, text=True, check=True, timeout=30
     )
+    status, *loaded = done.stdout.split()
     heavy = {
         "asyncio",
-        "logging",
         "subprocess",
         "typing",
         "json",
@@ -117,4 +117,5 @@ def test_sockact_reload_imports_only_what_it_needs() -> None:
         "sockact._units",
         "sockact._listeners",
     }
-    assert "sockact._control" in loaded and not loaded & heavy, sorted(loaded & heavy)
+    assert status == "1" and "nothing serves the reload channel" in done.stderr, done.stderr
+    assert "sockact._control" in loaded and not set(loaded) & heavy, sorted(set(loaded) & heavy)
