@@ -27,6 +27,8 @@ def test_bench_all_runs_every_figure(tmp_path: object) -> None:
     """``python -m bench all --quick``: every bench of issue 7 and every reload mode, each once."""
     why = available()
     need_peer(f"a real systemd sandbox for the systemd modes ({why})", why is None)
+    why = available("257")
+    need_peer(f"the systemd 257 box for bench boxes ({why})", why is None)
     need_tool("wrk")
     need_tool("systemd-socket-activate")
     png = os.path.join(str(tmp_path), "timeline.png")
