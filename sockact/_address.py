@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from dataclasses import dataclass
 
 from ._errors import AddressError
+from ._record import Record
 
 __all__ = ["Address", "TYPE_PREFIXES", "parse_address", "kind_name", "type_name"]
 
@@ -38,8 +38,7 @@ ACCEPTED_FORMS = (
 _UNIX_PATH_MAX = 108  # sizeof(sun_path)
 
 
-@dataclass(frozen=True)
-class Address:
+class Address(Record):
     """A parsed listening address.
 
     ``sockaddr`` is what ``socket.bind()`` takes: ``(host, port)`` for IPv4, ``(host, port, 0,

@@ -10,11 +10,11 @@ from __future__ import annotations
 import errno
 import itertools
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from ._cparse import CParseError, parse_pid, safe_atoi, safe_atou64
 from ._errors import ActivationError, UsageError
+from ._record import Record
 
 __all__ = [
     "LISTEN_FDS_START",
@@ -93,8 +93,7 @@ class Repeat(Sequence[Any]):
         return repr(tuple(self)) if self._length <= 8 else f"<{self._length} items: {self[0]!r}, {self[1]!r}, …>"
 
 
-@dataclass(frozen=True)
-class Inherited:
+class Inherited(Record):
     """What ``LISTEN_*`` says this process inherited: fds ``3..3+n-1`` and one name each.
 
     ``named`` is False when ``LISTEN_FDNAMES`` was absent (every name is then ``"unknown"``).

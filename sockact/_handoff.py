@@ -24,7 +24,8 @@ import enum
 import logging
 import signal
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+
+from ._record import Record
 
 __all__ = [
     "State",
@@ -64,26 +65,22 @@ class Cause(enum.Enum):
     HANDOVER = "handover"  #: the manager could not be told (PID file, notify socket)
 
 
-@dataclass(frozen=True)
-class Upgraded:
+class Upgraded(Record):
     pid: int
     replaced: int | None = None  #: supervisor: the child it replaced (in-process: this process itself)
     seconds: float = 0.0  #: from the reload (or the start) to the hand-over
 
 
-@dataclass(frozen=True)
-class Failed:
+class Failed(Record):
     cause: Cause
     reason: str  #: one line for logs and STATUS=, e.g. "successor pid 7 exited with status 1 before READY=1"
 
 
-@dataclass(frozen=True)
-class Stopped:
+class Stopped(Record):
     """A stop was asked for (STOPPING=1 is sent); drain, then exit."""
 
 
-@dataclass(frozen=True)
-class GaveUp:
+class GaveUp(Record):
     """Supervisor: children kept failing quickly; exit non-zero so the manager's restart policy acts."""
 
     reason: str
@@ -95,59 +92,49 @@ Outcome = Upgraded | Failed | Stopped | GaveUp
 # -- events: what happened (the driver saw it) --------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Start:
+class Start(Record):
     """Supervisor: start the first child (nothing serves yet)."""
 
 
-@dataclass(frozen=True)
-class Reload:
+class Reload(Record):
     """A reload was asked for (the reload signal, ``Upgrader.upgrade()``)."""
 
 
-@dataclass(frozen=True)
-class Stop:
+class Stop(Record):
     """A stop was asked for (SIGTERM/SIGINT)."""
 
     signal: int = signal.SIGTERM
 
 
-@dataclass(frozen=True)
-class Spawned:
+class Spawned(Record):
     pid: int
 
 
-@dataclass(frozen=True)
-class SpawnFailed:
+class SpawnFailed(Record):
     reason: str
 
 
-@dataclass(frozen=True)
-class Notified:
+class Notified(Record):
     """An sd_notify message from ``pid`` (the receiver checked the sender's credentials)."""
 
     pid: int
     fields: Mapping[str, str]
 
 
-@dataclass(frozen=True)
-class Exited:
+class Exited(Record):
     pid: int
     code: int  #: exit status, or the negative signal number
 
 
-@dataclass(frozen=True)
-class Tick:
+class Tick(Record):
     """Time passed: check the deadlines (the driver waits until :meth:`Handoff.next_deadline`)."""
 
 
-@dataclass(frozen=True)
-class HandedOver:
+class HandedOver(Record):
     """The manager above was told (and, in-process, acknowledged with a barrier)."""
 
 
-@dataclass(frozen=True)
-class HandOverFailed:
+class HandOverFailed(Record):
     reason: str
 
 
@@ -157,27 +144,23 @@ Event = Start | Reload | Stop | Spawned | SpawnFailed | Notified | Exited | Tick
 # -- effects: what the driver must do now, in order ---------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Spawn:
+class Spawn(Record):
     """Start a successor through the one spawn path; answer with Spawned or SpawnFailed."""
 
 
-@dataclass(frozen=True)
-class Allow:
+class Allow(Record):
     """Accept notify messages from ``pid`` on the receiver."""
 
     pid: int
 
 
-@dataclass(frozen=True)
-class Tell:
+class Tell(Record):
     """Send ``fields`` to the manager above (retried while the failure is transient, logged if lost)."""
 
     fields: Mapping[str, object]
 
 
-@dataclass(frozen=True)
-class HandOver:
+class HandOver(Record):
     """Tell the manager ``pid`` serves now (PID file or MAINPID=, READY=1, barrier; supervisor: READY=1);
     answer with HandedOver or HandOverFailed."""
 
@@ -185,52 +168,44 @@ class HandOver:
     status: str
 
 
-@dataclass(frozen=True)
-class Hold:
+class Hold(Record):
     """Keep the fd of ``pid``'s BARRIER=1 open: the successor waits until :class:`Release`."""
 
     pid: int
 
 
-@dataclass(frozen=True)
-class Release:
+class Release(Record):
     """Close a held barrier fd: the successor now talks to the manager itself."""
 
 
-@dataclass(frozen=True)
-class SendSignal:
+class SendSignal(Record):
     pid: int
     signal: int
 
 
-@dataclass(frozen=True)
-class Terminate:
+class Terminate(Record):
     """SIGTERM, SIGKILL after a grace period, reap: ``pid`` never served and is forgotten."""
 
     pid: int
 
 
-@dataclass(frozen=True)
-class Hammer:
+class Hammer(Record):
     """A second stop: the drain must end now."""
 
 
-@dataclass(frozen=True)
-class Log:
+class Log(Record):
     level: int
     text: str
 
 
-@dataclass(frozen=True)
-class Report:
+class Report(Record):
     outcome: Outcome
 
 
 Effect = Spawn | Allow | Tell | HandOver | Hold | Release | SendSignal | Terminate | Hammer | Log | Report
 
 
-@dataclass(frozen=True)
-class Policy:
+class Policy(Record):
     """How a driver wants its successors handled. Times are seconds."""
 
     ready_timeout: float = 60.0
@@ -267,7 +242,6 @@ def describe_exit(code: int) -> str:
         return f"signal {-code}"
 
 
-@dataclass
 class Restarts:
     """Supervisor restart policy: back off by how long the child lived, give up after quick failures.
 
@@ -275,12 +249,10 @@ class Restarts:
     said READY=1 (a crash loop right after READY=1 backs off too).
     """
 
-    policy: Policy
-    quick_failures: int = 0
-    backoff: float = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.backoff = self.policy.backoff_start
+    def __init__(self, policy: Policy) -> None:
+        self.policy = policy
+        self.quick_failures = 0
+        self.backoff = policy.backoff_start
 
     def failed(self, lived: float) -> float | None:
         """The delay before the next start, or None: give up."""
@@ -293,17 +265,20 @@ class Restarts:
         return delay
 
 
-@dataclass
 class _Pending:
-    pid: int | None  #: None until Spawned
-    deadline: float  #: no READY=1 by then: not ready
-    ready_at: float | None  #: --ready spawn/SECONDS: ready by then without READY=1
-    warn_at: float | None
-    confirm_until: float | None = None  #: set by READY=1 while waiting for its barrier
-    began: float = 0.0  #: when the reload (or start) asked for it
+    """The successor being started: its pid (None until Spawned) and its deadlines."""
+
+    def __init__(
+        self, pid: int | None, deadline: float, ready_at: float | None, warn_at: float | None, *, began: float
+    ) -> None:
+        self.pid = pid
+        self.deadline = deadline  #: no READY=1 by then: not ready
+        self.ready_at = ready_at  #: --ready spawn/SECONDS: ready by then without READY=1
+        self.warn_at = warn_at
+        self.confirm_until: float | None = None  #: set by READY=1 while waiting for its barrier
+        self.began = began  #: when the reload (or start) asked for it
 
 
-@dataclass
 class Handoff:
     """The machine, as the in-process upgrader runs it: this process serves; after a hand-over it
     drains and exits. :class:`SupervisorHandoff` is the same machine where children serve.
@@ -311,13 +286,18 @@ class Handoff:
     ``state`` and the pids are read-only for drivers; change them through :meth:`handle`.
     """
 
-    policy: Policy
-    state: State = State.SERVING
-    current: int | None = None  #: who serves besides us: the successor after a hand-over (supervisor: the child)
-    pending: _Pending | None = None
-    reload_again: bool = False
-    successor_stopping: bool = False  #: in-process: a stop was forwarded to the successor
-    _started: dict[int, float] = field(default_factory=dict)  #: pid → when it was spawned
+    def __init__(self, policy: Policy) -> None:
+        self.policy = policy
+        self.state = State.SERVING
+        #: who serves besides us: the successor after a hand-over (supervisor: the child)
+        self.current: int | None = None
+        self.pending: _Pending | None = None
+        self.reload_again = False
+        self.successor_stopping = False  #: in-process: a stop was forwarded to the successor
+        self._started: dict[int, float] = {}  #: pid → when it was spawned
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.state.name} current={self.current} pending={self.pending_pid}>"
 
     # -- queries --------------------------------------------------------------------------------------
 
@@ -526,21 +506,19 @@ class Handoff:
         """A failure while nothing serves (only a supervisor gets here)."""
 
 
-@dataclass
 class SupervisorHandoff(Handoff):
     """The same machine where children serve (``sockact run``, the demo's launcher): the new child
     becomes current and the old one is retired (SIGTERM, SIGKILL after the drain timeout); a failure
     with no child serving restarts after a back-off (:class:`Restarts`), or gives up."""
 
-    draining: dict[int, float] = field(default_factory=dict)  #: old child → SIGKILL deadline
-    restart_at: float | None = None
-    exit_code: int = 0
-    gave_up: bool = False
-    served: bool = False  #: a child has been ready once: later readies without a predecessor are restarts
-    restarts: Restarts = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.restarts = Restarts(self.policy)
+    def __init__(self, policy: Policy) -> None:
+        super().__init__(policy)
+        self.draining: dict[int, float] = {}  #: old child → SIGKILL deadline
+        self.restart_at: float | None = None
+        self.exit_code = 0
+        self.gave_up = False
+        self.served = False  #: a child has been ready once: later readies without a predecessor are restarts
+        self.restarts = Restarts(policy)
 
     def children(self) -> list[int]:
         return [*self.draining, *([self.current] if self.current is not None else []), *super().children()]
