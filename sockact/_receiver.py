@@ -11,11 +11,8 @@ from __future__ import annotations
 import array
 import logging
 import os
-import secrets
-import shutil
 import socket
 import struct
-import tempfile
 from collections.abc import Iterable, Iterator
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -101,10 +98,12 @@ class NotifyReceiver:
         try:
             self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
             if abstract:
-                name = f"sockact/notify/{os.getpid()}/{secrets.token_hex(8)}"
+                name = f"sockact/notify/{os.getpid()}/{os.urandom(8).hex()}"  # secrets.token_hex, without its imports
                 self._sock.bind("\0" + name)
                 self.address = "@" + name
             else:
+                import tempfile  # here, not at import: a successor imports this module on its way to READY=1
+
                 self._dir = tempfile.mkdtemp(prefix="sockact-notify-", dir=directory or _runtime_dir())
                 path = os.path.join(self._dir, "notify")
                 self._sock.bind(path)
@@ -218,6 +217,8 @@ class NotifyReceiver:
         self._closed = True
         self._sock.close()
         if self._dir is not None:
+            import shutil
+
             shutil.rmtree(self._dir, ignore_errors=True)
             self._dir = None
 
