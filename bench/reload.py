@@ -398,7 +398,10 @@ def _one(target: Target, reloads: int, max_seconds: float, reload_timeout: float
     wrks: dict[str, Wrk] = {}
     try:
         target.start()
-        pids = {_answering(target.port, set(), deadline, target.trouble), *children_of(target.main)}
+        # a start gets the reload's time, not the whole mode's: a unit that cannot start (systemd retries
+        # it at every connection, "activating" between tries) made the bench wait --max-seconds
+        start_limit = min(deadline, time.monotonic() + 2 * reload_timeout)
+        pids = {_answering(target.port, set(), start_limit, target.trouble), *children_of(target.main)}
         wrks = _wrk_runs(target.port, max_seconds)
         for wrk in wrks.values():
             wrk.start()
