@@ -117,6 +117,23 @@ def test_import_is_lazy() -> None:
         sockact.nope  # noqa: B018
 
 
+def test_the_asyncio_servers_do_not_import_the_stdlib_server() -> None:
+    """The integrations need ``sockact.serve.stop_accepting``; ``http.server`` (with ``http.client`` and
+    ``ssl``) comes only with ``HTTPServer``: ~25 ms of every uvicorn/aiohttp/hypercorn successor's start."""
+    code = (
+        "import sys, sockact.serve, sockact._upgrade\n"
+        "print('http.server' in sys.modules)\n"
+        "from sockact.serve import HTTPServer, HTTPRequestHandler\n"
+        "print('http.server' in sys.modules, HTTPServer.__module__, HTTPRequestHandler.__module__)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=child_env(), check=True)
+    assert out.stdout.split() == ["False", "True", "sockact.serve._stdlib", "sockact.serve._stdlib"], out.stderr
+    import sockact.serve
+
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        sockact.serve.nope  # type: ignore[attr-defined]  # noqa: B018
+
+
 def test_type_checkers_see_the_public_names_and_only_them(tmp_path: pathlib.Path) -> None:
     """The lazy ``__getattr__`` is hidden from type checkers: a misspelt name fails ``mypy --strict``
     (as it fails at run time), while every documented name, ``errno`` and ``Child`` included, checks."""
