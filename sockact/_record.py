@@ -2,11 +2,14 @@
 
 A successor imports the hand-over machine on its way to READY=1, inside the reload window of a busy
 server. There the ``dataclasses`` module (with ``inspect``) and one generated class per record cost
-~40 ms of CPU for the 30 records sockact has: a third of a small app's start. A :class:`Record`
-subclass lists its fields as annotations, defaults as class attributes, and gets what a frozen
-dataclass would: ``__init__`` (positional or keyword), ``__eq__`` and ``__hash__`` over the fields
-and the type, ``__repr__``, ``__match_args__``, and no attribute assignment. Type checkers see a
-frozen dataclass (PEP 681's ``dataclass_transform``).
+~28 ms of CPU for sockact's 28 records: a quarter of a small app's start. A :class:`Record`
+subclass lists its fields as annotations, defaults (immutable ones) as class attributes, and gets
+what a frozen dataclass would: ``__init__`` (positional or keyword), ``__eq__`` and ``__hash__``
+over the fields and the type, ``__repr__``, ``__match_args__``, ``__replace__`` (``copy.replace``
+on 3.13), and no attribute assignment. Type checkers see a frozen dataclass (PEP 681's
+``dataclass_transform``). Not a dataclass for ``dataclasses.fields()``/``replace()`` or
+``inspect.signature()``. A module defining records must use ``from __future__ import annotations``:
+the fields are read from ``__annotations__`` as strings, never evaluated.
 """
 
 from __future__ import annotations
@@ -30,12 +33,20 @@ class Record:
     """Base of a frozen record; see the module docstring. Fields without a default come first."""
 
     __slots__ = ()
-    _fields: ClassVar[tuple[str, ...]] = ()
-    _defaults: ClassVar[dict[str, object]] = {}
+    if TYPE_CHECKING:  # annotated for type checkers only: get_type_hints() must not meet ClassVar
+        _fields: ClassVar[tuple[str, ...]]
+        _defaults: ClassVar[dict[str, object]]
+    _fields = ()
+    _defaults = {}  # noqa: RUF012 (a ClassVar, declared above; each subclass gets a new one)
 
-    def __init_subclass__(cls) -> None:
-        own = [name for name in cls.__annotations__ if name not in cls._fields]  # its own (3.10+), as strings
-        defaults = {**cls._defaults, **{name: cls.__dict__[name] for name in own if name in cls.__dict__}}
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        annotated = list(cls.__annotations__)  # its own (3.10+), as strings
+        own = [name for name in annotated if name not in cls._fields]
+        defaults = {**cls._defaults, **{name: cls.__dict__[name] for name in annotated if name in cls.__dict__}}
+        for name in annotated:
+            if isinstance(defaults.get(name), (list, dict, set, bytearray)):
+                raise TypeError(f"{cls.__name__}: field {name!r} has a mutable default; every instance would share it")
         fields = (*cls._fields, *own)
         for before, after in zip(fields, fields[1:]):
             if before in defaults and after not in defaults:
@@ -60,6 +71,10 @@ class Record:
                 object.__setattr__(self, field, values[field])
             elif field not in self._defaults:
                 raise TypeError(f"{name}() missing required argument {field!r}")
+
+    def __replace__(self, **changes: object) -> Record:
+        """A copy with ``changes`` (``copy.replace()`` on 3.13+)."""
+        return type(self)(**{**dict(zip(self._fields, self._values())), **changes})
 
     def _values(self) -> tuple[object, ...]:
         return tuple(getattr(self, field) for field in self._fields)

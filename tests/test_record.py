@@ -80,6 +80,27 @@ def test_a_field_without_default_after_one_with_is_refused() -> None:
             b: int  # type: ignore[misc]
 
 
+def test_a_subclass_may_give_an_inherited_field_a_default() -> None:
+    class Defaulted(Point):
+        x: int = 5
+
+    assert (Defaulted().x, Defaulted(1, 2).y) == (5, 2)
+
+
+def test_a_mutable_default_is_refused() -> None:
+    with pytest.raises(TypeError, match="field 'items' has a mutable default"):
+
+        class Shared(Record):
+            items: list[int] = []  # noqa: RUF012
+
+
+def test_replace_and_type_hints() -> None:
+    import typing
+
+    assert Labelled(1, label="a").__replace__(y=7) == Labelled(1, 7, "a")
+    assert typing.get_type_hints(Labelled) == {"x": int, "y": int, "label": str}  # no ClassVar leaks out
+
+
 def test_the_hand_over_machine_imports_no_dataclasses() -> None:
     # a successor imports it on its way to READY=1: dataclasses + one generated class per record
     # cost ~28 ms of CPU there

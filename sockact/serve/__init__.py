@@ -27,3 +27,7 @@ if not TYPE_CHECKING:
         value = getattr(_stdlib, name)
         globals()[name] = value  # later lookups are plain attribute reads
         return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
