@@ -72,14 +72,19 @@ class SignalPipe:
         except BlockingIOError:
             return []
 
-    def close(self) -> None:
-        """Restore the previous handlers and wakeup fd, and close the pipe. Idempotent."""
+    def close(self, ignore: Iterable[int] = ()) -> None:
+        """Restore the previous handlers and wakeup fd, and close the pipe. Idempotent.
+
+        A signal in ``ignore`` whose previous disposition was the default is left ignored instead:
+        for a process that handed over but has not exited yet, whose pid a manager may still
+        signal (see :meth:`sockact.Upgrader.close`)."""
+        ignored = set(ignore)
         if self._previous_wakeup is not None:
             signal.set_wakeup_fd(self._previous_wakeup)
             self._previous_wakeup = None
         while self._previous:
             sig, previous = self._previous.popitem()
-            signal.signal(sig, previous)
+            signal.signal(sig, signal.SIG_IGN if sig in ignored and previous == signal.SIG_DFL else previous)
         if self._read >= 0:
             os.close(self._read)
             os.close(self._write)

@@ -152,7 +152,8 @@ class Upgrader(Driver):
         self.close()
 
     def close(self) -> None:
-        """Stop serving signals and restore their handlers. Idempotent; never signals a successor
+        """Stop serving signals and restore their handlers (after a PID-file hand-over the reload
+        signal stays ignored until this process exits). Idempotent; never signals a successor
         that took over. If a stop was forwarded to the successor (PID-file mode), first wait for it
         to exit; a successor still starting is terminated."""
         self._closing = True
@@ -167,13 +168,18 @@ class Upgrader(Driver):
             if successor.wait(self.drain_timeout) is None:
                 log.warning("successor pid %d still draining after %s s", successor.pid, self.drain_timeout)
             self.machine.successor_stopping = False
+        handed_to = None
         if self.pidfile is not None and successor is not None and successor.poll() is None:
             PidFile(self.pidfile).hand_to(successor.pid)
+            handed_to = successor.pid
         self.close_control()
         self.close_children()
         self.close_receiver()
         if self.signals is not None:
-            self.signals.close()
+            # PID-file mode: systemd's MainPID (and $MAINPID in ExecReload=, and a script reading the
+            # file a moment ago) names this process until it exits (systemd.service(5), PIDFile=). A
+            # reload signal in that window must not kill it by the default action: it stays ignored.
+            self.signals.close(ignore=[self.reload_signal] if handed_to is not None else [])
             self.signals = None
 
     def reload(self) -> None:

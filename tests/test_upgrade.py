@@ -269,3 +269,28 @@ def test_unconfirmed_hand_over_is_kept(setup: tuple, caplog: pytest.LogCaptureFi
         with socket.create_connection(("127.0.0.1", ls["http"].getsockname()[1]), timeout=10) as c:
             assert c.recv(100) == f"pid {child.pid}".encode()
         assert child.wait(10) == 0
+
+
+def test_a_handed_over_process_is_not_killed_by_a_late_reload_signal() -> None:
+    """SignalPipe.close(ignore=…): a signal whose default would kill is left ignored (the PID-file
+    window in which systemd still names the predecessor); any other previous handler comes back."""
+    from sockact._signals import SignalPipe
+
+    before = signal.getsignal(signal.SIGUSR2)
+    try:
+        signal.signal(signal.SIGUSR2, signal.SIG_DFL)
+        SignalPipe([signal.SIGUSR2]).close(ignore=[signal.SIGUSR2])
+        assert signal.getsignal(signal.SIGUSR2) == signal.SIG_IGN
+        os.kill(os.getpid(), signal.SIGUSR2)  # ignored: we are still here
+
+        def mine(signum: int, frame: object) -> None:
+            pass
+
+        signal.signal(signal.SIGUSR2, mine)
+        SignalPipe([signal.SIGUSR2]).close(ignore=[signal.SIGUSR2])
+        assert signal.getsignal(signal.SIGUSR2) is mine  # not the default: restored as it was
+        signal.signal(signal.SIGUSR2, signal.SIG_DFL)
+        SignalPipe([signal.SIGUSR2]).close()
+        assert signal.getsignal(signal.SIGUSR2) == signal.SIG_DFL
+    finally:
+        signal.signal(signal.SIGUSR2, before)
