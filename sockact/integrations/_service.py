@@ -110,10 +110,6 @@ class Service:
                 self._listeners.close()
                 self._listeners = None
 
-    def describe(self) -> str:
-        """The sockets and where each came from: ``http=127.0.0.1:8000 (inherited), …``."""
-        return describe_sockets(self.listeners.origins())
-
     def ready(self, server: str) -> None:
         """The server accepts on every listener: log the start line (``server`` and its version),
         close unclaimed inherited fds, send READY=1."""
