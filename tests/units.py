@@ -20,10 +20,12 @@ VIEW = "/tmp/sockact-view"
 SYSTEM_PYTHON = "/usr/bin/python3"
 
 
-def check_readable_checkout() -> None:
-    """Hardened test services (a dynamic user) read this checkout through a bind mount: it must be
-    readable by others. A clone made in a 0700 ``mktemp -d`` is not: say so, not a reset connection."""
-    assert os.stat(ROOT).st_mode & 0o005 == 0o005, f"chmod o+rx {ROOT}: a dynamic-user test service must read it"
+def checkout_binds(view: str) -> str:
+    """A ``BindReadOnlyPaths=`` value showing this checkout's ``sockact/`` and ``examples/`` (all a
+    hardened test service reads of it) at ``view``. The two directories are bound, not the checkout
+    itself: a clone made in a 0700 ``mktemp -d`` would keep its 0700 at the mount point, out of the
+    dynamic user's reach; the directories inside a clone are 0755."""
+    return f"{ROOT}/sockact:{view}/sockact {ROOT}/examples:{view}/examples"
 
 
 def shipped_pairs() -> list[str]:
@@ -53,8 +55,7 @@ def localized(
             text = text.replace(f"127.0.0.1:{PORTS[name]}", f"127.0.0.1:{port}")
         if suffix == ".service":
             if stdlib:  # the unit names the checkout by its view's path
-                check_readable_checkout()
-                text = text.replace("[Service]\n", f"[Service]\nBindReadOnlyPaths={ROOT}:{checkout}\n")
+                text = text.replace("[Service]\n", f"[Service]\nBindReadOnlyPaths={checkout_binds(checkout)}\n")
             else:
                 text = as_root_with_this_venv(text)
             if log is not None:
@@ -86,7 +87,6 @@ def generated(name: str, port: int, mode: str, script: str, log: str, extra: str
     systemd before the sandbox applies); ``extra``: more [Service] lines."""
     from sockact._units import render_units
 
-    check_readable_checkout()
     app = os.path.dirname(script)
     seen = f"{VIEW}/app/{os.path.basename(script)}"
     units = render_units(
@@ -98,7 +98,7 @@ def generated(name: str, port: int, mode: str, script: str, log: str, extra: str
         environment={"PYTHONPATH": f"{VIEW}/checkout"},
         sockact_command=[SYSTEM_PYTHON, "-m", "sockact"],
     )
-    binds = f"BindReadOnlyPaths={ROOT}:{VIEW}/checkout {app}:{VIEW}/app\n"
+    binds = f"BindReadOnlyPaths={checkout_binds(VIEW + '/checkout')} {app}:{VIEW}/app\n"
     units[f"{name}.service"] = units[f"{name}.service"].replace(
         "[Service]\n", f"[Service]\nStandardOutput=append:{log}\nStandardError=append:{log}\n{binds}{extra}"
     )
