@@ -10,11 +10,14 @@ from __future__ import annotations
 import errno
 import itertools
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
 
 from ._cparse import CParseError, parse_pid, safe_atoi, safe_atou64
 from ._errors import ActivationError, UsageError
 from ._record import Record
+
+TYPE_CHECKING = False  # not typing's: a successor parses LISTEN_* on its way to READY=1
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = [
     "LISTEN_FDS_START",
@@ -39,7 +42,7 @@ LISTEN_VARIABLES = ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES", "LISTEN_PIDFDI
 _INT_MAX = 2**31 - 1
 
 
-class Repeat(Sequence[Any]):
+class Repeat(Sequence["Any"]):
     """A sequence computed, not stored: ``value`` n times, or ``start, start+1, …`` n numbers.
 
     LISTEN_FDS may announce up to 2³¹−4 fds; the parser describes them without allocating them

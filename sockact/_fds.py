@@ -7,14 +7,27 @@ import errno
 import os
 import socket
 import stat
-from collections.abc import Iterable, MutableMapping
-from typing import NamedTuple
+from collections import namedtuple
+from collections.abc import Iterable, MutableMapping, Sequence
 
 from ._address import kind_name
 from ._env import LISTEN_VARIABLES
 from ._errors import ActivationError
 
-__all__ = ["FdInfo", "claim_fds", "describe_fd", "inspect_fd", "unset_listen_vars", "own_pidfd_id", "close_fd"]
+TYPE_CHECKING = False  # not typing's: typing.NamedTuple would import typing into every successor (~3 ms)
+if TYPE_CHECKING:
+    from typing import NamedTuple
+
+__all__ = [
+    "FdInfo",
+    "claim_fds",
+    "describe_fd",
+    "inspect_fd",
+    "inspect_fds",
+    "unset_listen_vars",
+    "own_pidfd_id",
+    "close_fd",
+]
 
 
 def own_pidfd_id() -> int | None:
@@ -57,19 +70,28 @@ def claim_fds(fds: Iterable[int]) -> None:
             ) from exc
 
 
-class FdInfo(NamedTuple):
+if TYPE_CHECKING:
+
+    class _FdFields(NamedTuple):
+        fd: int
+        kind: str
+        family: int = 0
+        type: int = 0
+        listening: bool = False
+        sockname: object = None
+        proto: int = 0
+
+else:  # the same fields and defaults, checked by tests/test_inherit.py
+    _FdFields = namedtuple("_FdFields", "fd kind family type listening sockname proto", defaults=(0, 0, False, None, 0))
+
+
+class FdInfo(_FdFields):
     """What an fd is: ``kind`` is ``socket``, ``fifo``, ``file``, ``character device``, … .
 
-    A NamedTuple, not a frozen dataclass: built once per inherited fd, and a frozen dataclass's
+    A named tuple, not a frozen dataclass: built once per inherited fd, and a frozen dataclass's
     ``__init__`` costs four times as much (LISTEN_FDS may pass thousands)."""
 
-    fd: int
-    kind: str
-    family: int = 0
-    type: int = 0
-    listening: bool = False
-    sockname: object = None
-    proto: int = 0
+    __slots__ = ()
 
     def describe(self) -> str:
         """``inet6 stream socket listening on ('::', 8080, 0, 0)`` or ``fifo``."""
@@ -114,6 +136,44 @@ def inspect_fd(fd: int) -> tuple[FdInfo, socket.socket | None]:
     except OSError:
         listening = False
     return FdInfo(fd, "socket", _FAMILY(sock), _TYPE(sock), listening, None, sock.proto), sock
+
+
+def inspect_fds(fds: Sequence[int]) -> tuple[dict[int, FdInfo], dict[int, socket.socket]]:
+    """:func:`inspect_fd` for each of ``fds``: each fd's :class:`FdInfo` and, for a socket, the
+    ``socket.socket`` that now owns it (the caller keeps or ``detach()``es each, as above). One loop
+    with its lookups hoisted: LISTEN_FDS may pass thousands, and this is most of what taking them costs.
+
+    Raises:
+        ActivationError: an fd could not be inspected (closed since it was claimed: a race); the
+            sockets made so far are detached first, so the fds stay open and unowned.
+    """
+    infos: dict[int, FdInfo] = {}
+    socks: dict[int, socket.socket] = {}
+    new_socket, make, family, kind = socket.socket, FdInfo._make, _FAMILY, _TYPE
+    level, option = socket.SOL_SOCKET, socket.SO_ACCEPTCONN
+    try:
+        for fd in fds:
+            try:
+                sock = new_socket(fileno=fd)
+            except OSError:  # not a socket, or not open: the one-fd path tells which
+                try:
+                    infos[fd], stray = inspect_fd(fd)
+                except OSError as exc:
+                    raise ActivationError(f"inherited fd {fd} could not be inspected: {exc}") from exc
+                if stray is not None:  # it became a socket in between: inspected as one
+                    socks[fd] = stray
+                continue
+            socks[fd] = sock
+            try:
+                listening = sock.getsockopt(level, option) != 0
+            except OSError:
+                listening = False
+            infos[fd] = make((fd, "socket", family(sock), kind(sock), listening, None, sock.proto))
+    except BaseException:
+        for sock in socks.values():
+            sock.detach()
+        raise
+    return infos, socks
 
 
 def describe_fd(fd: int, *, name: bool = True) -> FdInfo:

@@ -15,12 +15,12 @@ import socket
 import struct
 from collections.abc import Iterable, Iterator
 from types import TracebackType
-from typing import TYPE_CHECKING
 
 from ._errors import NotifyError
 from ._message import MAX_MESSAGE, parse_message
 from ._poll import readable_async
 
+TYPE_CHECKING = False  # not typing's: a successor imports this on its way to READY=1
 if TYPE_CHECKING:
     import asyncio
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
-import shutil
 import signal
 import sys
 import time
@@ -144,6 +143,21 @@ class Child:
 
 
 # One sequence, kept whole: check, build the environment, stage the fds, posix_spawn, release the staging.
+def _found(command: str, path: str | None) -> bool:
+    """Whether ``command`` names an executable file the way ``shutil.which(command, path=path)`` finds
+    one, without importing shutil (and the compressors it imports): every successor imports this module.
+    """
+    if os.path.dirname(command):
+        candidates = [command]
+    else:
+        if path is None:
+            path = os.environ.get("PATH")
+        if path is None:
+            path = os.confstr("CS_PATH") or os.defpath
+        candidates = [os.path.join(directory, command) for directory in path.split(os.pathsep)]
+    return any(os.access(c, os.X_OK) and not os.path.isdir(c) for c in candidates)
+
+
 def spawn(
     argv: Sequence[str],
     fds: Sequence[int] = (),
@@ -164,7 +178,7 @@ def spawn(
     """
     if not argv:
         raise SpawnError("no command to start: the successor's argv is empty")
-    if shutil.which(argv[0], path=(environ or os.environ).get("PATH")) is None:
+    if not _found(argv[0], (environ or os.environ).get("PATH")):
         raise SpawnError(f"cannot start {argv[0]!r}: no such executable (check the path and PATH)")
     if len(fds) != len(names):
         raise UsageError(f"spawn got {len(fds)} fds but {len(names)} names")

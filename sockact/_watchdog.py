@@ -12,13 +12,13 @@ import os
 import threading
 from collections.abc import MutableMapping
 from types import TracebackType
-from typing import TYPE_CHECKING
 
 from ._env import parse_watchdog_env
 from ._errors import NotifyError
 from ._notify import watchdog_ping
 from ._procenv import process_environ
 
+TYPE_CHECKING = False  # not typing's: importing typing costs more than this module
 if TYPE_CHECKING:
     import asyncio
 

@@ -211,3 +211,26 @@ def test_inherited_fds_stay_open_after_an_error_and_when_unclaimed(spec: object,
     assert out["fds"] == ["socket", "socket", "other"]
     if error is None:
         assert out["unclaimed"] == ([4, 5] if spec else [5])
+
+
+def test_fdinfo_fields_are_the_ones_type_checkers_see() -> None:
+    """FdInfo is a collections.namedtuple at run time (typing.NamedTuple would import typing into
+    every successor) and a typing.NamedTuple for type checkers: both declare the same fields and
+    defaults."""
+    import ast
+    import inspect
+
+    from sockact import _fds
+
+    tree = ast.parse(inspect.getsource(_fds))
+    typed = next(n for n in ast.walk(tree) if isinstance(n, ast.ClassDef) and n.name == "_FdFields")
+    fields = [s.target.id for s in typed.body if isinstance(s, ast.AnnAssign) and isinstance(s.target, ast.Name)]
+    defaults = {
+        s.target.id: ast.literal_eval(s.value)
+        for s in typed.body
+        if isinstance(s, ast.AnnAssign) and isinstance(s.target, ast.Name) and s.value is not None
+    }
+    assert list(_fds.FdInfo._fields) == fields
+    assert _fds.FdInfo._field_defaults == defaults
+    info = _fds.FdInfo(3, "fifo")
+    assert (info.family, info.listening, info.sockname) == (0, False, None) and info.describe() == "fifo"

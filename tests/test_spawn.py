@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+
+import pytest
 
 from helpers import child_env
 
@@ -32,3 +35,28 @@ def test_a_leaked_fd_on_a_target_does_not_close_the_listener() -> None:
     result = json.loads(out.stderr.strip().splitlines()[-1])  # the parent's verdict; the child's on stdout
     assert result["code"] == 0, out.stderr
     assert json.loads(out.stdout) == result["want"]  # the child's fd 3 is our listener, not closed
+
+
+@pytest.mark.parametrize(
+    ("command", "path"),
+    [
+        ("sh", None),
+        ("/bin/sh", None),
+        ("no-such-command-here", None),
+        ("sh", "/nonexistent:/bin"),
+        ("sh", ""),
+        ("/etc", None),
+        (os.path.join(os.path.dirname(__file__), "shell_child.sh"), None),
+        (os.path.dirname(__file__), None),
+        ("shell_child.sh", os.path.dirname(__file__)),
+        ("shell_child.sh", None),
+    ],
+)
+def test_the_executable_check_finds_what_shutil_which_finds(command: str, path: str | None) -> None:
+    """spawn() checks its command without importing shutil (every successor imports _spawn); the
+    check must agree with shutil.which, which it replaces."""
+    import shutil
+
+    from sockact._spawn import _found
+
+    assert _found(command, path) == (shutil.which(command, path=path) is not None)

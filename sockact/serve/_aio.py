@@ -5,16 +5,17 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
 
 from .._poll import readable
 from ._grace import DEFAULT_GRACE, LINGER, expired, grace_within, half_close
 
+TYPE_CHECKING = False  # not typing's: the asyncio servers' successors import this on their way to READY=1
 if TYPE_CHECKING:
     import asyncio
     import socket
     import ssl
     import threading
+    from typing import Any
 
 log = logging.getLogger("sockact.serve")
 

@@ -11,10 +11,13 @@ import ssl
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
 
 from .._poll import readable
 from ._grace import DEFAULT_GRACE, LINGER, discard, expired, grace_within, half_close
+
+TYPE_CHECKING = False  # not typing's: importing typing costs a successor ~3 ms on its way to READY=1
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["HTTPServer", "HTTPRequestHandler"]
 
