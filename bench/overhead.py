@@ -4,7 +4,7 @@
 TCP_NODELAY and the example's own ``do_GET``. "With": ``examples/http_server.py`` — sockact's
 listeners, upgrader, draining server and handler. uvicorn: its own CLI binding the port against
 ``examples/uvicorn_app.py`` (``sockact.integrations.uvicorn``), the same ASGI app. Each pair
-alternates --rounds times; the figure is the ratio of median requests/s, beside the server's own
+alternates --rounds times, in ABBA order (each side goes first in half the rounds); the figure is the ratio of median requests/s, beside the server's own
 CPU time per request (from /proc, excluding start-up) — steadier on a machine where wrk and the
 server share the cores. Goal (issue 7): ≥ 0.99. Loopback only; each wrk run lasts --seconds.
 """
@@ -110,9 +110,9 @@ def run(args: argparse.Namespace) -> int:
     servers = args.servers.split(",")
     rates: dict[tuple[str, bool], list[float]] = {(s, w): [] for s in servers for w in (False, True)}
     cpu: dict[tuple[str, bool], list[float]] = {(s, w): [] for s in servers for w in (False, True)}
-    for _ in range(args.rounds):  # alternate, so drift hits both alike
-        for server in servers:
-            for with_sockact in (False, True):
+    for round_ in range(args.rounds):  # alternate, so drift hits both alike, in ABBA order (each side
+        for server in servers:  # goes first as often: a server that follows another finds the machine warmer)
+            for with_sockact in (False, True) if round_ % 2 == 0 else (True, False):
                 port = free_port()
                 argv = _pairs(port)[server][with_sockact]
                 rate, per_request = _measure(argv, port, wrk, args.seconds, args.connections)

@@ -28,6 +28,11 @@ no new pid within --reload-timeout ends that mode's reloads (the table says why)
 not answer within twice that after its start ends the mode (each try may take 2 s more). Goals (issues 7,
 18): 0 failed for sockact; p99 in reload windows at most 1.25 x steady p99, and at most gunicorn
 USR2's ratio in the same run; the slowest request in any reload window at most 2 x steady p99.9.
+
+A second table splits each sockact mode's window latency by phase, to show where it comes from:
+requests begun while the successor starts (answered by the old process, or already by the new one)
+and those begun after a new pid first answered (the new process's first 0.2 s; the old one's last
+responses while it drains).
 """
 
 from __future__ import annotations
@@ -68,6 +73,7 @@ class Run:
     mode: str
     result: LoadResult = field(default_factory=LoadResult)
     windows: list[tuple[float, float]] = field(default_factory=list)
+    answered: list[float] = field(default_factory=list)  # per window: when a new pid first answered
     reloads: int = 0
     note: str = ""
     wrk: dict[str, WrkResult | str] = field(default_factory=dict)  # "keep-alive", "close" → result or why none
@@ -421,7 +427,9 @@ def _one(target: Target, reloads: int, max_seconds: float, reload_timeout: float
                     break
                 pids.add(new)
                 target.took_over(new)
-                run.windows.append((began, time.monotonic() - load.started + TAIL))
+                answered = time.monotonic() - load.started
+                run.answered.append(answered)
+                run.windows.append((began, answered + TAIL))
                 run.reloads += 1
                 time.sleep(TAIL + GAP)
                 reap_exited()  # predecessors are orphans re-parented here
@@ -453,6 +461,49 @@ def _split(run: Run) -> tuple[list[float], list[float]]:
         hit = any(a <= end and start <= b for a, b in run.windows)
         (inside if hit else steady).append(latency)
     return steady, inside
+
+
+#: the phases of a reload window, for :func:`phase_table`
+PHASES = ("starting, old", "starting, new", "after, new", "after, old")
+
+
+def _phases(run: Run) -> dict[str, list[float]]:
+    """The latencies of requests in completed reload windows by phase: begun before a new pid first
+    answered ("starting": the successor starts while the old process serves) or after it ("after":
+    the window's last 0.2 s, the old one draining); and by who answered: "new" is a pid first seen
+    in that window, "old" one seen before it."""
+    first_seen: dict[int, float] = {}
+    for end, ok, pid in run.result.timeline:
+        if ok:
+            first_seen.setdefault(pid, end)
+    phases: dict[str, list[float]] = {phase: [] for phase in PHASES}
+    for (end, ok, pid), latency in zip(run.result.timeline, run.result.latencies):
+        if not ok:
+            continue
+        start = end - latency
+        for (began, until), answered in zip(run.windows, run.answered):
+            if began <= end and start <= until:
+                when = "starting" if start < answered else "after"
+                who = "new" if first_seen[pid] >= began else "old"
+                phases[f"{when}, {who}"].append(latency)
+                break
+    return phases
+
+
+def phase_table(runs: list[Run]) -> None:
+    """Where the reload windows' latency comes from, for the sockact modes: p99 by phase."""
+    print("\nwhere the reload windows' latency comes from: p99 ms (requests) by phase — begun while the")
+    print("successor starts (before a new pid first answered) or after; answered by the old process or")
+    print("the new one — against the same run's steady p99\n")
+    print("| mode | p99 steady | " + " | ".join(f"p99 {phase}" for phase in PHASES) + " |")
+    print("|---|---:|" + "---:|" * len(PHASES))
+    for r in runs:
+        if r.mode not in SOCKACT or not r.answered:
+            continue
+        steady, _ = _split(r)
+        phases = _phases(r)
+        cells = [f"{percentile(phases[p], 0.99):.1f} ({len(phases[p])})" if phases[p] else "—" for p in PHASES]
+        print(f"| {r.mode} | {percentile(steady, 0.99):.1f} | " + " | ".join(cells) + " |")
 
 
 def _sandbox(targets: list[Systemd], workdir: str) -> Any:
@@ -569,6 +620,7 @@ def run(args: argparse.Namespace) -> int:
         if box is not None:
             box.close()
     table(runs)
+    phase_table(runs)
     if args.plot:
         plot([r for r in runs if r.mode in args.plot_modes.split(",")], args.plot)
     if any(r.note for r in runs if r.mode in SOCKACT):  # a peer's known failure is in its note already

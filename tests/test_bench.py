@@ -20,7 +20,12 @@ def bench(*args: str, timeout: float = 120) -> str:
 
 
 def _rows(out: str) -> dict[str, str]:
-    return {line.split("|")[1].strip(): line for line in out.splitlines() if line.startswith("| ")}
+    """Each table row by its first cell; the first table's row where two tables share a key."""
+    rows: dict[str, str] = {}
+    for line in out.splitlines():
+        if line.startswith("| "):
+            rows.setdefault(line.split("|")[1].strip(), line)
+    return rows
 
 
 def test_bench_all_runs_every_figure(tmp_path: object) -> None:
@@ -43,6 +48,11 @@ def test_bench_all_runs_every_figure(tmp_path: object) -> None:
     # gunicorn's USR2 under socket activation: its new master fails (the table says why)
     assert rows["gunicorn-usr2-activated"].startswith("| gunicorn-usr2-activated | peer | 0 |"), out
     assert "gunicorn-usr2-activated: reload 1 failed" in out
+    phases = sections["Reloads under continuous load, sockact and its peers"].split("where the reload windows' latency")
+    assert len(phases) == 2, out
+    phase_rows = _rows(phases[1])
+    for mode in [*sockact_modes, "gunicorn"]:
+        assert len(phase_rows[mode].split("|")) == 8, phase_rows  # mode, steady and the four phases
     assert "| minimal |" in out and "sockact's share: hand-over − bare start" in out
     assert "| sockact spawn (posix_spawn + sh trampoline) |" in out
     overhead = _rows(sections["Steady overhead (wrk)"])
