@@ -9,6 +9,7 @@ datagram as a :class:`Message` with the sender's kernel-verified pid and any fds
 from __future__ import annotations
 
 import array
+import errno
 import logging
 import os
 import socket
@@ -102,9 +103,7 @@ class NotifyReceiver:
                 self._sock.bind("\0" + name)
                 self.address = "@" + name
             else:
-                import tempfile  # here, not at import: a successor imports this module on its way to READY=1
-
-                self._dir = tempfile.mkdtemp(prefix="sockact-notify-", dir=directory or _runtime_dir())
+                self._dir = _private_dir([directory] if directory else _runtime_dirs())
                 path = os.path.join(self._dir, "notify")
                 self._sock.bind(path)
                 self.address = path
@@ -217,9 +216,12 @@ class NotifyReceiver:
         self._closed = True
         self._sock.close()
         if self._dir is not None:
-            import shutil
-
-            shutil.rmtree(self._dir, ignore_errors=True)
+            try:  # it holds the socket only
+                for name in os.listdir(self._dir):
+                    os.unlink(os.path.join(self._dir, name))
+                os.rmdir(self._dir)
+            except OSError:
+                pass
             self._dir = None
 
     def __enter__(self) -> NotifyReceiver:
@@ -231,9 +233,32 @@ class NotifyReceiver:
         self.close()
 
 
-def _runtime_dir() -> str | None:
-    """$XDG_RUNTIME_DIR or /run when writable (tmpfs, cleaned at boot), else the temp dir."""
-    for candidate in (os.environ.get("XDG_RUNTIME_DIR"), "/run"):
-        if candidate and os.access(candidate, os.W_OK | os.X_OK):
-            return candidate
-    return None
+def _runtime_dirs() -> list[str]:
+    """Where a receiver's directory may go, best first: $XDG_RUNTIME_DIR or /run when writable (tmpfs,
+    cleaned at boot), then the temp dirs tempfile.gettempdir() would try."""
+    runtime = [d for d in (os.environ.get("XDG_RUNTIME_DIR"), "/run") if d and os.access(d, os.W_OK | os.X_OK)]
+    temp = [os.environ.get(var) for var in ("TMPDIR", "TEMP", "TMP")]
+    return [d for d in (*runtime, *temp, "/tmp", "/var/tmp", "/usr/tmp") if d]
+
+
+def _private_dir(parents: list[str]) -> str:
+    """A new 0700 directory with an unguessable name in the first of ``parents`` that takes one:
+    tempfile.mkdtemp without importing tempfile (with shutil, random and the compressors: ~4 ms of
+    CPU for a uvicorn app), which a serving process would do at its reload signal, in the reload window.
+
+    Raises:
+        OSError: no parent took a directory (the last one's error).
+    """
+    error: OSError = FileNotFoundError(errno.ENOENT, "no directory to create a notify socket in")
+    for parent in parents:
+        for _ in range(100):  # a name taken: try another (48 random bits: never, in practice)
+            path = os.path.abspath(os.path.join(parent, f"sockact-notify-{os.urandom(6).hex()}"))
+            try:
+                os.mkdir(path, 0o700)
+                return path
+            except FileExistsError as exc:
+                error = exc
+            except OSError as exc:  # not writable, not there: the next parent
+                error = exc
+                break
+    raise error

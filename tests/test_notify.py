@@ -229,6 +229,31 @@ def test_path_receiver_not_connectable_by_another_uid() -> None:
         assert r.receive(timeout=0.2) is None
 
 
+def test_path_receiver_directory_is_private_and_removed(tmp_path: object) -> None:
+    """The receiver's directory is 0700 with an unguessable name, in the first parent that takes one
+    (an unwritable or missing one is skipped), and close() removes it; creating one imports no
+    tempfile (a serving process does it at its reload signal, in the reload window)."""
+    import stat
+
+    parent = os.path.join(str(tmp_path), "parent")
+    os.mkdir(parent)
+    from sockact._receiver import _private_dir
+
+    made = _private_dir([os.path.join(str(tmp_path), "missing"), parent])
+    assert os.path.dirname(made) == parent and os.path.basename(made).startswith("sockact-notify-")
+    assert stat.S_IMODE(os.stat(made).st_mode) == 0o700
+    os.rmdir(made)
+    with pytest.raises(FileNotFoundError):
+        _private_dir([os.path.join(str(tmp_path), "missing")])
+    with NotifyReceiver(directory=parent) as r:
+        directory = os.path.dirname(r.address)
+        assert os.path.dirname(directory) == parent and stat.S_IMODE(os.stat(directory).st_mode) == 0o700
+    assert not os.path.exists(directory) and os.listdir(parent) == []
+    code = "import sys; from sockact import NotifyReceiver\nwith NotifyReceiver(): print('tempfile' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=child_env(), check=True)
+    assert out.stdout.strip() == "False", out.stderr
+
+
 def test_watchdog_pings_at_half_the_interval() -> None:
     with NotifyReceiver() as r:
         env = {"NOTIFY_SOCKET": r.address, "WATCHDOG_USEC": "200000", "WATCHDOG_PID": str(os.getpid())}
