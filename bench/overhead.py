@@ -4,7 +4,8 @@
 TCP_NODELAY and the example's own ``do_GET``. "With": ``examples/http_server.py`` — sockact's
 listeners, upgrader, draining server and handler. uvicorn: its own CLI binding the port against
 ``examples/uvicorn_app.py`` (``sockact.integrations.uvicorn``), the same ASGI app. Each pair
-alternates --rounds times, in ABBA order (each side goes first in half the rounds); the figure is the ratio of median requests/s, beside the server's own
+alternates --rounds times, in ABBA order (each side goes first in every other round: in half of
+them for an even --rounds); the figure is the ratio of median requests/s, beside the server's own
 CPU time per request (from /proc, excluding start-up) — steadier on a machine where wrk and the
 server share the cores. Goal (issue 7): ≥ 0.99. Loopback only; each wrk run lasts --seconds.
 """
@@ -139,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
 
 def add_parser(sub: Any) -> None:
     parser = sub.add_parser("overhead", help=__doc__.splitlines()[0] if __doc__ else "")
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--servers", default="http.server,uvicorn")

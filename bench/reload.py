@@ -31,7 +31,7 @@ USR2's ratio in the same run; the slowest request in any reload window at most 2
 
 A second table splits each sockact mode's window latency by phase, to show where it comes from:
 requests begun while the successor starts (answered by the old process, or already by the new one)
-and those begun after a new pid first answered (the new process's first 0.2 s; the old one's last
+and those begun after a new pid first answered (the rest of the window; the old one's last
 responses while it drains).
 """
 
@@ -425,11 +425,11 @@ def _one(target: Target, reloads: int, max_seconds: float, reload_timeout: float
                     run.windows.append((began, time.monotonic() - load.started + TAIL))
                     time.sleep(1.0)  # the load goes on: does the old process still serve?
                     break
+                answered = time.monotonic() - load.started  # before took_over: it may wait (systemctl)
                 pids.add(new)
                 target.took_over(new)
-                answered = time.monotonic() - load.started
                 run.answered.append(answered)
-                run.windows.append((began, answered + TAIL))
+                run.windows.append((began, time.monotonic() - load.started + TAIL))
                 run.reloads += 1
                 time.sleep(TAIL + GAP)
                 reap_exited()  # predecessors are orphans re-parented here
@@ -470,12 +470,12 @@ PHASES = ("starting, old", "starting, new", "after, new", "after, old")
 def _phases(run: Run) -> dict[str, list[float]]:
     """The latencies of requests in completed reload windows by phase: begun before a new pid first
     answered ("starting": the successor starts while the old process serves) or after it ("after":
-    the window's last 0.2 s, the old one draining); and by who answered: "new" is a pid first seen
+    the rest of the window, the old one draining); and by who answered: "new" is a pid first seen
     in that window, "old" one seen before it."""
     first_seen: dict[int, float] = {}
-    for end, ok, pid in run.result.timeline:
+    for end, ok, pid in run.result.timeline:  # each worker's list in turn, not in time order
         if ok:
-            first_seen.setdefault(pid, end)
+            first_seen[pid] = min(first_seen.get(pid, end), end)
     phases: dict[str, list[float]] = {phase: [] for phase in PHASES}
     for (end, ok, pid), latency in zip(run.result.timeline, run.result.latencies):
         if not ok:

@@ -235,7 +235,8 @@ class NotifyReceiver:
 
 def _runtime_dirs() -> list[str]:
     """Where a receiver's directory may go, best first: $XDG_RUNTIME_DIR or /run when writable (tmpfs,
-    cleaned at boot), then the temp dirs tempfile.gettempdir() would try."""
+    cleaned at boot), then $TMPDIR, $TEMP, $TMP, /tmp, /var/tmp and /usr/tmp (tempfile.gettempdir()'s
+    list, without its last resort, the current directory)."""
     runtime = [d for d in (os.environ.get("XDG_RUNTIME_DIR"), "/run") if d and os.access(d, os.W_OK | os.X_OK)]
     temp = [os.environ.get(var) for var in ("TMPDIR", "TEMP", "TMP")]
     return [d for d in (*runtime, *temp, "/tmp", "/var/tmp", "/usr/tmp") if d]
@@ -247,18 +248,23 @@ def _private_dir(parents: list[str]) -> str:
     CPU for a uvicorn app), which a serving process would do at its reload signal, in the reload window.
 
     Raises:
-        OSError: no parent took a directory (the last one's error).
+        OSError: no parent took a directory; the message names them, with the first error that is not
+            a missing directory (EACCES, EROFS, ENOSPC: the one to fix).
     """
-    error: OSError = FileNotFoundError(errno.ENOENT, "no directory to create a notify socket in")
+    errors: list[OSError] = []
     for parent in parents:
         for _ in range(100):  # a name taken: try another (48 random bits: never, in practice)
             path = os.path.abspath(os.path.join(parent, f"sockact-notify-{os.urandom(6).hex()}"))
             try:
                 os.mkdir(path, 0o700)
                 return path
-            except FileExistsError as exc:
-                error = exc
+            except FileExistsError:
+                continue
             except OSError as exc:  # not writable, not there: the next parent
-                error = exc
+                errors.append(exc)
                 break
-    raise error
+    cause = next((e for e in errors if e.errno != errno.ENOENT), errors[0] if errors else None)
+    code = cause.errno if cause is not None else errno.ENOENT
+    reason = cause.strerror if cause is not None else "no directory to try"
+    tried = ", ".join(parents) or "none"
+    raise OSError(code, f"{reason} (tried {tried}; set XDG_RUNTIME_DIR or TMPDIR to a writable directory)")

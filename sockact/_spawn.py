@@ -142,7 +142,6 @@ class Child:
         self.close()
 
 
-# One sequence, kept whole: check, build the environment, stage the fds, posix_spawn, release the staging.
 def _found(command: str, path: str | None) -> bool:
     """Whether ``command`` names an executable file the way ``shutil.which(command, path=path)`` finds
     one, without importing shutil (and the compressors it imports): every successor imports this module.
@@ -154,10 +153,13 @@ def _found(command: str, path: str | None) -> bool:
             path = os.environ.get("PATH")
         if path is None:
             path = os.confstr("CS_PATH") or os.defpath
+        if not path:  # PATH="" finds nothing (PATH=":" is the current directory), as shutil.which says
+            return False
         candidates = [os.path.join(directory, command) for directory in path.split(os.pathsep)]
     return any(os.access(c, os.X_OK) and not os.path.isdir(c) for c in candidates)
 
 
+# One sequence, kept whole: check, build the environment, stage the fds, posix_spawn, release the staging.
 def spawn(
     argv: Sequence[str],
     fds: Sequence[int] = (),

@@ -231,8 +231,8 @@ def test_path_receiver_not_connectable_by_another_uid() -> None:
 
 def test_path_receiver_directory_is_private_and_removed(tmp_path: object) -> None:
     """The receiver's directory is 0700 with an unguessable name, in the first parent that takes one
-    (an unwritable or missing one is skipped), and close() removes it; creating one imports no
-    tempfile (a serving process does it at its reload signal, in the reload window)."""
+    (a missing one is skipped; none: an error naming what was tried), and close() removes it;
+    creating one imports no tempfile (a serving process does it at its reload signal)."""
     import stat
 
     parent = os.path.join(str(tmp_path), "parent")
@@ -243,7 +243,7 @@ def test_path_receiver_directory_is_private_and_removed(tmp_path: object) -> Non
     assert os.path.dirname(made) == parent and os.path.basename(made).startswith("sockact-notify-")
     assert stat.S_IMODE(os.stat(made).st_mode) == 0o700
     os.rmdir(made)
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(FileNotFoundError, match=f"tried {tmp_path}/missing; set XDG_RUNTIME_DIR or TMPDIR"):
         _private_dir([os.path.join(str(tmp_path), "missing")])
     with NotifyReceiver(directory=parent) as r:
         directory = os.path.dirname(r.address)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import pathlib
 import subprocess
 import sys
 
@@ -60,3 +61,21 @@ def test_the_executable_check_finds_what_shutil_which_finds(command: str, path: 
     from sockact._spawn import _found
 
     assert _found(command, path) == (shutil.which(command, path=path) is not None)
+
+
+@pytest.mark.parametrize("path", ["", ":", "bin", "nowhere"])
+def test_the_executable_check_reads_path_like_shutil_which(
+    path: str, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An executable in the current directory: PATH="" finds nothing, PATH=":" finds it, a relative
+    PATH entry is relative to the current directory — all as shutil.which decides."""
+    import shutil
+
+    from sockact._spawn import _found
+
+    for where in (tmp_path, tmp_path / "bin"):
+        where.mkdir(exist_ok=True)
+        (where / "mycmd").write_text("#!/bin/sh\n")
+        (where / "mycmd").chmod(0o755)
+    monkeypatch.chdir(tmp_path)
+    assert _found("mycmd", path) == (shutil.which("mycmd", path=path) is not None)
