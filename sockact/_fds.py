@@ -8,7 +8,7 @@ import os
 import socket
 import stat
 from collections import namedtuple
-from collections.abc import Iterable, MutableMapping, Sequence
+from collections.abc import Iterable, MutableMapping
 
 from ._address import kind_name
 from ._env import LISTEN_VARIABLES
@@ -18,16 +18,7 @@ TYPE_CHECKING = False  # not typing's: typing.NamedTuple would import typing int
 if TYPE_CHECKING:
     from typing import NamedTuple
 
-__all__ = [
-    "FdInfo",
-    "claim_fds",
-    "describe_fd",
-    "inspect_fd",
-    "inspect_fds",
-    "unset_listen_vars",
-    "own_pidfd_id",
-    "close_fd",
-]
+__all__ = ["FdInfo", "claim_fds", "describe_fd", "inspect_fd", "unset_listen_vars", "own_pidfd_id", "close_fd"]
 
 
 def own_pidfd_id() -> int | None:
@@ -136,44 +127,6 @@ def inspect_fd(fd: int) -> tuple[FdInfo, socket.socket | None]:
     except OSError:
         listening = False
     return FdInfo(fd, "socket", _FAMILY(sock), _TYPE(sock), listening, None, sock.proto), sock
-
-
-def inspect_fds(fds: Sequence[int]) -> tuple[dict[int, FdInfo], dict[int, socket.socket]]:
-    """:func:`inspect_fd` for each of ``fds``: each fd's :class:`FdInfo` and, for a socket, the
-    ``socket.socket`` that now owns it (the caller keeps or ``detach()``es each, as above). One loop
-    with its lookups hoisted: LISTEN_FDS may pass thousands, and this is most of what taking them costs.
-
-    Raises:
-        ActivationError: an fd could not be inspected (closed since it was claimed: a race); the
-            sockets made so far are detached first, so the fds stay open and unowned.
-    """
-    infos: dict[int, FdInfo] = {}
-    socks: dict[int, socket.socket] = {}
-    new_socket, make, family, kind = socket.socket, FdInfo._make, _FAMILY, _TYPE
-    level, option = socket.SOL_SOCKET, socket.SO_ACCEPTCONN
-    try:
-        for fd in fds:
-            try:
-                sock = new_socket(fileno=fd)
-            except OSError:  # not a socket, or not open: the one-fd path tells which
-                try:
-                    infos[fd], stray = inspect_fd(fd)
-                except OSError as exc:
-                    raise ActivationError(f"inherited fd {fd} could not be inspected: {exc}") from exc
-                if stray is not None:  # it became a socket in between: inspected as one
-                    socks[fd] = stray
-                continue
-            socks[fd] = sock
-            try:
-                listening = sock.getsockopt(level, option) != 0
-            except OSError:
-                listening = False
-            infos[fd] = make((fd, "socket", family(sock), kind(sock), listening, None, sock.proto))
-    except BaseException:
-        for sock in socks.values():
-            sock.detach()
-        raise
-    return infos, socks
 
 
 def describe_fd(fd: int, *, name: bool = True) -> FdInfo:

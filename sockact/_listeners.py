@@ -23,7 +23,7 @@ from ._env import (
     parse_listen_names,
 )
 from ._errors import ActivationError, AddressError, SockactError
-from ._fds import FdInfo, claim_fds, close_fd, describe_fd, inspect_fds, own_pidfd_id, unset_listen_vars
+from ._fds import FdInfo, claim_fds, close_fd, describe_fd, inspect_fd, own_pidfd_id, unset_listen_vars
 from ._notify import fdstore as store_fds
 from ._procenv import hide_notify_socket as hide_private
 from ._procenv import process_environ
@@ -297,13 +297,20 @@ def _inspect(inherited: Inherited) -> tuple[dict[int, FdInfo], dict[int, str], d
     """Each inherited fd's kind and family (its address only when a match needs it), name and, for a
     socket, the socket object that adopts it (borrowed: the caller detaches what it does not keep); a
     connected socket (Accept=yes) is refused before any matching."""
-    infos, socks = inspect_fds(inherited.fds)
+    infos = {}
+    socks: dict[int, socket.socket] = {}
     names = dict(zip(inherited.fds, inherited.names))
     try:
-        for number, sock in socks.items():
-            info = infos[number]
-            if not info.listening and info.type != socket.SOCK_DGRAM:
-                _check_listenable(number, info, names[number], sock)
+        for number in inherited.fds:
+            try:
+                info, sock = inspect_fd(number)
+            except OSError as exc:  # claim_fds checked they are open; this is a race
+                raise ActivationError(f"inherited fd {number} could not be inspected: {exc}") from exc
+            infos[number] = info
+            if sock is not None:
+                socks[number] = sock
+                if not info.listening and info.type != socket.SOCK_DGRAM:
+                    _check_listenable(number, info, names[number], sock)
     except BaseException:
         for sock in socks.values():
             sock.detach()
