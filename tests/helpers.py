@@ -29,6 +29,13 @@ def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+def python_prints(code: str) -> str:
+    """What a fresh interpreter running ``code`` prints, stripped (its stderr in the error if it fails)."""
+    out = subprocess.run([PY, "-c", code], capture_output=True, text=True, env=child_env(), timeout=60)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
 def run_child(code: str, fds: Sequence[int] = (), env: Mapping[str, str] | None = None, timeout: float = 30) -> Any:
     """Run ``code`` in a child whose fds 3.. are ``fds`` (moved by posix_spawn DUP2, no trampoline).
 

@@ -19,7 +19,7 @@ from sockact._journal import JournalFormatter, stream_is_journal, syslog_priorit
 from sockact._message import format_message, parse_message
 
 from conftest import need_module, need_tool
-from helpers import child_env
+from helpers import child_env, python_prints
 
 
 @pytest.fixture(params=["path", "abstract"])
@@ -250,8 +250,7 @@ def test_path_receiver_directory_is_private_and_removed(tmp_path: object) -> Non
         assert os.path.dirname(directory) == parent and stat.S_IMODE(os.stat(directory).st_mode) == 0o700
     assert not os.path.exists(directory) and os.listdir(parent) == []
     code = "import sys; from sockact import NotifyReceiver\nwith NotifyReceiver(): print('tempfile' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=child_env(), check=True)
-    assert out.stdout.strip() == "False", out.stderr
+    assert python_prints(code) == "False"
 
 
 def test_watchdog_pings_at_half_the_interval() -> None:

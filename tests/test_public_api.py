@@ -12,7 +12,7 @@ import pytest
 
 import sockact
 
-from helpers import child_env
+from helpers import child_env, python_prints
 
 PUBLIC = {
     "Address",
@@ -101,27 +101,17 @@ def test_import_pulls_no_asyncio_or_server() -> None:
         "print(sorted(m for m in sys.modules if m.split('.')[0] in "
         "{'asyncio', 'systemd', 'uvicorn', 'aiohttp', 'tornado', 'waitress', 'gunicorn', 'hypercorn', 'ctypes'}))"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=child_env(), check=True)
-    assert out.stdout.strip() == "[]"
+    assert python_prints(code) == "[]"
 
 
 def test_import_is_lazy() -> None:
     """``import sockact`` imports none of its own modules (each public name on first use), nor typing."""
     code = "import sys, sockact; print(sorted(m for m in sys.modules if m.startswith('sockact.') or m == 'typing'))"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=child_env(), check=True)
-    assert out.stdout.strip() == "[]", out.stdout
+    assert python_prints(code) == "[]"
     code = "import sockact; print(sockact.Upgrader.__module__, sockact.ready.__module__, 'nope' in dir(sockact))"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=child_env(), check=True)
-    assert out.stdout.split() == ["sockact._upgrade", "sockact._notify", "False"]
+    assert python_prints(code).split() == ["sockact._upgrade", "sockact._notify", "False"]
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         sockact.nope  # noqa: B018
-
-
-def _python(code: str) -> str:
-    """What a fresh interpreter running ``code`` prints, stripped (its stderr in the error if it fails)."""
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=child_env())
-    assert out.returncode == 0, out.stderr
-    return out.stdout.strip()
 
 
 def test_a_successors_path_imports_no_typing() -> None:
@@ -129,7 +119,7 @@ def test_a_successors_path_imports_no_typing() -> None:
     handler, the watchdog, the draining servers — leaves ``typing`` out (~3 ms of CPU in the
     reload window of a busy server): type-only names live under ``TYPE_CHECKING = False``."""
     imports = "sockact, sockact._upgrade, sockact._listeners, sockact._reload, sockact._watchdog, sockact.serve"
-    assert _python(f"import sys, {imports}; sockact.serve.HTTPServer; print('typing' in sys.modules)") == "False"
+    assert python_prints(f"import sys, {imports}; sockact.serve.HTTPServer; print('typing' in sys.modules)") == "False"
 
 
 def test_the_asyncio_servers_do_not_import_the_stdlib_server() -> None:
@@ -141,7 +131,7 @@ def test_the_asyncio_servers_do_not_import_the_stdlib_server() -> None:
         "from sockact.serve import HTTPServer, HTTPRequestHandler\n"
         "print('http.server' in sys.modules, HTTPServer.__module__, HTTPRequestHandler.__module__)"
     )
-    assert _python(code).split() == ["False", "True", "sockact.serve._stdlib", "sockact.serve._stdlib"]
+    assert python_prints(code).split() == ["False", "True", "sockact.serve._stdlib", "sockact.serve._stdlib"]
     import sockact.serve
 
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
