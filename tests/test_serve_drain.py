@@ -207,3 +207,51 @@ def test_idle_tls_connection_is_closed_after_the_grace(tmp_path: object) -> None
             pass
     finally:
         running.server.server_close()
+
+
+def _date_of(sock: socket.socket) -> str:
+    """The Date header of one response read raw from ``sock``."""
+    sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = sock.recv(4096)
+        assert chunk, head
+        head += chunk
+    head, _, rest = head.partition(b"\r\n\r\n")
+    length = next(
+        int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")
+    )
+    while len(rest) < length:
+        rest += sock.recv(4096)
+    return next(line.split(b":", 1)[1].strip().decode() for line in head.split(b"\r\n") if line.startswith(b"Date:"))
+
+
+def test_date_header_is_now_to_the_second_though_formatted_once_a_second(tcp: Running) -> None:
+    """The cached Date is the response's second (RFC 9110 §6.6.1), never an older second's; an explicit
+    timestamp is formatted as http.server formats it."""
+    import email.utils
+    import http.server
+
+    with _connect(tcp) as sock:
+        for _ in range(3):  # the second may turn between the clock readings: then read again
+            before = int(time.time())
+            first, second = _date_of(sock), _date_of(sock)
+            if int(time.time()) == before:
+                break
+        expected = email.utils.formatdate(before, usegmt=True)
+        assert first == second == expected
+        # a cache left from an earlier second is replaced, not served
+        HTTPRequestHandler._date = (before - 5, "Thu, 01 Jan 1970 00:00:00 GMT")
+        assert _date_of(sock) in (expected, email.utils.formatdate(before + 1, usegmt=True))
+    handler = Handler.__new__(Handler)
+    for _ in range(3):
+        before = int(time.time())
+        a, b = handler.date_time_string(), handler.date_time_string()
+        if int(time.time()) == before:
+            break
+    assert a is b  # formatted once for both: the same string object
+    plain = http.server.BaseHTTPRequestHandler.date_time_string
+    for timestamp in (0.0, 1e9 + 0.7, 1_800_000_000.0):
+        assert Handler.date_time_string(Handler.__new__(Handler), timestamp) == plain(
+            Handler.__new__(Handler), timestamp
+        )
