@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+from typing import Any
 
 import pytest
 
@@ -144,3 +145,49 @@ def test_a_drain_with_no_connection_open_does_not_wait_for_the_grace(
     quiet = activity.quiet(0.3, threading.Event(), open_connections)  # type: ignore[arg-type]
     assert asyncio.run(quiet) is ended_at_once
     assert activity.draining
+
+
+@pytest.mark.parametrize(
+    ("version", "headers", "draining", "says_close"),
+    [
+        ("1.1", [(b"host", b"x")], False, False),
+        ("1.1", [(b"host", b"x"), (b"connection", b"close")], False, True),  # the client's close is echoed
+        ("1.1", [(b"Connection", b"Keep-Alive, Close")], False, True),
+        ("1.0", [(b"host", b"x")], True, True),  # draining: every HTTP/1 response is its connection's last
+        ("1.1", [(b"connection", b"keep-alive")], True, True),
+        ("2", [(b"connection", b"close")], True, False),  # HTTP/2 drains by GOAWAY, has no Connection
+    ],
+)
+def test_the_asgi_middleware_adds_connection_close_when_draining_or_asked(
+    version: str, headers: list[tuple[bytes, bytes]], draining: bool, says_close: bool
+) -> None:
+    import asyncio
+
+    from sockact.integrations._quiet import Activity, asgi_middleware
+
+    reads: list[None] = []
+
+    def clock() -> float:
+        reads.append(None)
+        return 5.0
+
+    activity = Activity(idle_grace=1, clock=clock)
+    activity.draining = draining
+    sent: list[dict[str, object]] = []
+    seen_in_flight: list[int] = []
+
+    async def app(scope: object, receive: object, send: Any) -> None:
+        seen_in_flight.append(activity.in_flight)
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"0")]})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "http_version": version, "headers": headers}
+    asyncio.run(asgi_middleware(app, activity)(scope, None, send))
+    start = sent[0]["headers"]
+    assert ((b"connection", b"close") in start) is says_close  # type: ignore[operator]
+    assert seen_in_flight == [1] and activity.in_flight == 0
+    # the clock is read at construction, and per request only during a drain (begin and end)
+    assert len(reads) == (3 if draining else 1)
