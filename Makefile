@@ -8,7 +8,7 @@ PORT   ?= 8000
 UNIT_TESTS := tests/test_address.py tests/test_env.py tests/test_bind.py tests/test_inherit.py \
 	tests/test_notify.py tests/test_daemon_api.py tests/test_daemon_crosscheck.py tests/test_public_api.py \
 	tests/test_cli_inspect.py tests/test_trust.py tests/test_spawn.py tests/test_upgrade.py \
-	tests/test_supervisor.py tests/test_serve_drain.py tests/test_examples.py tests/test_record.py
+	tests/test_supervisor.py tests/test_serve_drain.py tests/test_workers.py tests/test_examples.py tests/test_record.py
 VERSIONS   ?= 3.10 3.13
 # An interpreter for each version: pyenv's install first (the `python3.X` shim may point elsewhere), else PATH.
 python_for = $(or $(lastword $(wildcard $(HOME)/.pyenv/versions/$(1).*/bin/python$(1))),$(shell command -v python$(1)))

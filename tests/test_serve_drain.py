@@ -30,7 +30,7 @@ class Handler(HTTPRequestHandler):
     def do_GET(self) -> None:
         if self.path == "/wait":
             self.release.wait(10)
-        body = self.path.encode()
+        body = str(threading.get_ident()).encode() if self.path == "/thread" else self.path.encode()
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -255,3 +255,29 @@ def test_date_header_is_now_to_the_second_though_formatted_once_a_second(tcp: Ru
         assert Handler.date_time_string(Handler.__new__(Handler), timestamp) == plain(
             Handler.__new__(Handler), timestamp
         )
+
+
+def test_connections_are_served_by_spare_threads_reused_from_one_to_the_next() -> None:
+    """Threads are started with the server, before any client, and a connection that ended leaves
+    its thread to the next one (no thread start per connection: see sockact.serve._workers)."""
+    sock = socket.create_server(("127.0.0.1", 0))
+    running = Running(HTTPServer(sock, Handler, spare_threads=2))
+    try:
+        assert running.server._workers.counts[0] == 2  # started with the server, before any client
+        idents = set()
+        for _ in range(4):
+            with _connect(running) as conn:
+                status, body, _ = _get(conn, "/thread")
+                assert status == 200
+                idents.add(int(body))
+            _wait_connections(running, 0, 0)
+        assert len(idents) <= 2 and running.server._workers.counts[0] == 2
+    finally:
+        running.server.drain(0.1)
+        running.server.server_close()
+    deadline = time.monotonic() + 5
+    while running.server._workers.counts != (0, 0):  # server_close() let the idle threads exit
+        assert time.monotonic() < deadline, running.server._workers.counts
+        time.sleep(0.001)
+    with socket.create_server(("127.0.0.1", 0)) as other, pytest.raises(ValueError, match="spare_threads must be 0"):
+        HTTPServer(other, Handler, spare_threads=-1)

@@ -1,7 +1,8 @@
 """Serving on sockact's listeners with true draining: stop accepting, finish in-flight requests,
 close idle keep-alive connections, and give up after a drain timeout ("the hammer").
 
-* :class:`HTTPServer` + :class:`HTTPRequestHandler` — stdlib ``http.server``, one thread per connection.
+* :class:`HTTPServer` + :class:`HTTPRequestHandler` — stdlib ``http.server``, a thread per connection,
+  reused from one connection to the next.
 * :class:`ConnectionSet` — the same bookkeeping for asyncio protocols (imports no asyncio until used).
 
 Nothing here is imported by ``import sockact``, and ``http.server`` (with ``http.client`` and ``ssl``,

@@ -15,12 +15,16 @@ from collections.abc import Callable
 
 from .._poll import readable
 from ._grace import DEFAULT_GRACE, LINGER, discard, expired, grace_within, half_close
+from ._workers import Workers
 
 TYPE_CHECKING = False  # not typing's: importing typing costs a successor ~3 ms on its way to READY=1
 if TYPE_CHECKING:
     from typing import Any
 
 __all__ = ["HTTPServer", "HTTPRequestHandler"]
+
+#: Threads an HTTPServer starts before its first client (see ``spare_threads``).
+SPARE_THREADS = 16
 
 
 class HTTPServer(http.server.ThreadingHTTPServer):
@@ -42,8 +46,17 @@ class HTTPServer(http.server.ThreadingHTTPServer):
     for them (rather than EMFILE, or a thread per connection without bound). ``idle_grace``: see
     above (bounded by the drain timeout). ``clock``: the grace's clock (a seam for tests).
 
+    Each connection is served by a thread of its own, as ``ThreadingHTTPServer``'s, but threads are
+    reused: a connection goes to one waiting for work (:mod:`sockact.serve._workers`), and only when
+    none waits is one started. Starting a thread makes the accept loop wait for two turns of the GIL
+    behind every busy handler; under load that wait, not the request, was most of a new
+    connection's latency. ``spare_threads`` are started with the server, so that the clients that
+    all reconnect after a hand-over find threads waiting; a thread idle for a minute exits.
+    (So a ``threading.local`` value one connection's handler set is there for the next connection
+    its thread serves.)
+
     Raises:
-        ValueError: ``max_connections`` < 1 or ``idle_grace`` < 0.
+        ValueError: ``max_connections`` < 1, ``idle_grace`` < 0 or ``spare_threads`` < 0.
     """
 
     daemon_threads = True
@@ -57,9 +70,12 @@ class HTTPServer(http.server.ThreadingHTTPServer):
         max_connections: int | None = None,
         idle_grace: float = DEFAULT_GRACE,
         clock: Callable[[], float] = time.monotonic,
+        spare_threads: int = SPARE_THREADS,
     ) -> None:
         if max_connections is not None and max_connections < 1:
             raise ValueError(f"max_connections must be at least 1, not {max_connections}")
+        if spare_threads < 0:
+            raise ValueError(f"spare_threads must be 0 or more, not {spare_threads}")
         self.idle_grace = grace_within(idle_grace, math.inf)
         self._clock = clock
         super().__init__(("", 0), handler, bind_and_activate=False)
@@ -87,6 +103,8 @@ class HTTPServer(http.server.ThreadingHTTPServer):
         self._shutdown_asked = False
         self._loop_done = threading.Event()
         self._loop_done.set()
+        self._workers = Workers(name="sockact-http")
+        self._workers.prestart(spare_threads if max_connections is None else min(spare_threads, max_connections))
 
     def serve_forever(self, poll_interval: float = 0.5) -> None:
         """socketserver's accept loop, but :meth:`shutdown` wakes it through a pipe instead of being
@@ -137,7 +155,7 @@ class HTTPServer(http.server.ThreadingHTTPServer):
     def process_request(self, request: Any, client_address: Any) -> None:
         with self._lock:
             self._busy[request] = None
-        super().process_request(request, client_address)
+        self._workers.submit(lambda: self.process_request_thread(request, client_address))
 
     def shutdown_request(self, request: Any) -> None:
         if self.draining:
@@ -268,7 +286,10 @@ class HTTPServer(http.server.ThreadingHTTPServer):
                 idle_since.pop(conn, None)
 
     def server_close(self) -> None:
+        """Close the socket, wait for the connections' threads (as ``ThreadingHTTPServer`` does) and
+        let the idle ones exit; close the wake-up pipes. Idempotent."""
         super().server_close()
+        self._workers.close()
         for fd in (self._wake_r, self._wake_w, self._accept_r, self._accept_w):
             try:
                 os.close(fd)
