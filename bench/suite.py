@@ -31,7 +31,7 @@ STEPS: list[tuple[str, list[str], list[str]]] = [
     ),
     (
         "Steady overhead (wrk)",
-        ["overhead", "--rounds", "6", "--seconds", "3"],
+        ["overhead", "--rounds", "8", "--seconds", "3"],
         ["overhead", "--rounds", "1", "--seconds", "1"],
     ),
     ("Start-up and scale", ["startup"], ["startup", "--repeats", "2", "--fds", "50"]),

@@ -286,8 +286,8 @@ class HTTPServer(http.server.ThreadingHTTPServer):
                 idle_since.pop(conn, None)
 
     def server_close(self) -> None:
-        """Close the socket, wait for the connections' threads (as ``ThreadingHTTPServer`` does) and
-        let the idle ones exit; close the wake-up pipes. Idempotent."""
+        """Close the socket and the wake-up pipes; idle threads exit, busy ones after their
+        connection (not waited for: daemon threads, as ``ThreadingHTTPServer``'s). Idempotent."""
         super().server_close()
         self._workers.close()
         for fd in (self._wake_r, self._wake_w, self._accept_r, self._accept_w):

@@ -25,8 +25,9 @@ Job = Callable[[], object]
 class Workers:
     """As many threads as jobs running, and the idle ones waiting for the next job; an idle thread
     exits after ``idle_timeout`` seconds without one. A context manager: :meth:`close` ends the idle
-    threads and waits for running jobs to finish (as ``ThreadingMixIn.server_close`` joins its
-    threads). Threads are daemons, so a process exiting never waits for them."""
+    threads, and a running one once its job is done. Threads are daemons and nothing joins them, as
+    ``ThreadingHTTPServer``'s (``daemon_threads``): its ``server_close()`` does not wait for a
+    handler either, so a drain's hammer ends the process under a handler still sleeping."""
 
     def __init__(self, idle_timeout: float = 60.0, name: str = "sockact-worker") -> None:
         if idle_timeout <= 0:
@@ -35,9 +36,7 @@ class Workers:
         self.name = name
         self._jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
-        self._finished = threading.Condition(self._lock)
         self._idle = 0  # waiting for a job and not yet promised one
-        self._running = 0
         self._threads = 0
         self._closed = False
 
@@ -62,7 +61,6 @@ class Workers:
         with self._lock:
             if self._closed:
                 raise StateError("Workers.submit() after close(): the server was closed")
-            self._running += 1
             if self._idle:
                 self._idle -= 1  # that thread is promised this job: it is in (or on its way to) get()
                 self._jobs.put(job)
@@ -85,21 +83,13 @@ class Workers:
         except BaseException:
             with self._lock:
                 self._threads -= 1
-                if job is not None:
-                    self._running -= 1
-                    self._finished.notify_all()
             raise
 
     def _work(self, job: Job | None) -> None:
         try:
             while True:
                 if job is not None:
-                    try:
-                        job()
-                    finally:
-                        with self._lock:
-                            self._running -= 1
-                            self._finished.notify_all()
+                    job()
                 with self._lock:
                     if self._closed:
                         return
@@ -124,11 +114,10 @@ class Workers:
                 # every idle thread is promised a job, this one too: it is in the queue or on its way
 
     def close(self) -> None:
-        """Let idle threads exit and wait until running jobs finished. Idempotent."""
+        """Refuse further jobs; idle threads exit now, running ones after their job. Does not wait.
+        Idempotent."""
         with self._lock:
             self._closed = True
             idle, self._idle = self._idle, 0
             for _ in range(idle):
                 self._jobs.put(None)
-            while self._running:
-                self._finished.wait()
