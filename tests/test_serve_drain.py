@@ -281,3 +281,33 @@ def test_connections_are_served_by_spare_threads_reused_from_one_to_the_next() -
         time.sleep(0.001)
     with socket.create_server(("127.0.0.1", 0)) as other, pytest.raises(ValueError, match="spare_threads must be 0"):
         HTTPServer(other, Handler, spare_threads=-1)
+
+
+def test_one_wake_up_accepts_every_queued_connection_up_to_the_batch() -> None:
+    """Connections already queued are taken in one wake-up of the accept loop (at most ACCEPT_BATCH),
+    not one poll() each: under load each syscall of that thread waits a turn of the GIL."""
+    from sockact.serve._stdlib import ACCEPT_BATCH
+
+    batches: list[int] = []
+
+    class Counting(HTTPServer):
+        def _accept_queued(self) -> None:
+            before = self._accepted
+            super()._accept_queued()
+            batches.append(self._accepted - before)
+
+    sock = socket.create_server(("127.0.0.1", 0), backlog=64)
+    server = Counting(sock, Handler, spare_threads=0)
+    clients = [socket.create_connection(sock.getsockname()[:2], timeout=10) for _ in range(ACCEPT_BATCH + 4)]
+    Running(server)  # its loop starts with all of them queued
+    try:
+        deadline = time.monotonic() + 5
+        while server._accepted < len(clients):
+            assert time.monotonic() < deadline, batches
+            time.sleep(0.001)
+        assert batches[0] == ACCEPT_BATCH and sum(batches) == len(clients), batches
+    finally:
+        for client in clients:
+            client.close()
+        server.drain(0.1)
+        server.server_close()

