@@ -52,10 +52,11 @@ class HTTPServer(http.server.ThreadingHTTPServer):
     reused: a connection goes to one waiting for work (:mod:`sockact.serve._workers`), and only when
     none waits is one started. Starting a thread makes the accept loop wait for two turns of the GIL
     behind every busy handler; under load that wait, not the request, was most of a new
-    connection's latency. ``spare_threads`` are started with the server, so that the clients that
-    all reconnect after a hand-over find threads waiting; a thread idle for a minute exits.
-    (So a ``threading.local`` value one connection's handler set is there for the next connection
-    its thread serves.)
+    connection's latency. ``spare_threads`` are started with the server (before READY=1), so that
+    the clients that all reconnect after a hand-over find threads waiting; a thread idle for a
+    minute exits, and a process forked from this one starts its own. Each connection's handler runs
+    in a fresh ``contextvars`` context, but a ``threading.local`` value one handler set is there for
+    the next connection its thread serves.
 
     Raises:
         ValueError: ``max_connections`` < 1, ``idle_grace`` < 0 or ``spare_threads`` < 0.
@@ -106,7 +107,7 @@ class HTTPServer(http.server.ThreadingHTTPServer):
         self._accepted = 0  # connections accepted so far (by the accept loop's thread only)
         self._loop_done = threading.Event()
         self._loop_done.set()
-        self._workers = Workers(name="sockact-http")
+        self._workers = Workers(name="sockact-http", daemon=self.daemon_threads)
         self._workers.prestart(spare_threads if max_connections is None else min(spare_threads, max_connections))
 
     def serve_forever(self, poll_interval: float = 0.5) -> None:
@@ -302,9 +303,10 @@ class HTTPServer(http.server.ThreadingHTTPServer):
 
     def server_close(self) -> None:
         """Close the socket and the wake-up pipes; idle threads exit, busy ones after their
-        connection (not waited for: daemon threads, as ``ThreadingHTTPServer``'s). Idempotent."""
+        connection. Those are waited for only if they are not daemons and ``block_on_close`` is set,
+        as ``ThreadingHTTPServer`` (whose ``daemon_threads`` is True) does. Idempotent."""
         super().server_close()
-        self._workers.close()
+        self._workers.close(wait=self.block_on_close and not self.daemon_threads)
         for fd in (self._wake_r, self._wake_w, self._accept_r, self._accept_w):
             try:
                 os.close(fd)

@@ -11,8 +11,12 @@ successor, whose threads can be started beforehand (``prestart``).
 
 from __future__ import annotations
 
+import contextvars
+import itertools
+import os
 import queue
 import threading
+import weakref
 from collections.abc import Callable
 
 from .._errors import StateError
@@ -24,21 +28,34 @@ Job = Callable[[], object]
 
 class Workers:
     """As many threads as jobs running, and the idle ones waiting for the next job; an idle thread
-    exits after ``idle_timeout`` seconds without one. A context manager: :meth:`close` ends the idle
-    threads, and a running one once its job is done. Threads are daemons and nothing joins them, as
-    ``ThreadingHTTPServer``'s (``daemon_threads``): its ``server_close()`` does not wait for a
-    handler either, so a drain's hammer ends the process under a handler still sleeping."""
+    exits after ``idle_timeout`` seconds without one. Each job runs in a fresh ``contextvars``
+    context, as it would in a thread of its own (a ``threading.local`` does carry over).
 
-    def __init__(self, idle_timeout: float = 60.0, name: str = "sockact-worker") -> None:
+    A process forked from this one starts with no threads here (a fork copies only the forking
+    thread): the child forgets the parent's, and starts its own as jobs come.
+
+    A context manager: :meth:`close` ends the idle threads, and a busy one once its job is done.
+    ``daemon`` threads are not waited for, as ``ThreadingHTTPServer``'s (``daemon_threads``): its
+    ``server_close()`` does not wait for a handler either, so a drain's hammer ends the process under
+    a handler still sleeping. ``close(wait=True)`` waits for running jobs (``block_on_close`` with
+    non-daemon threads).
+    """
+
+    def __init__(self, idle_timeout: float = 60.0, name: str = "sockact-worker", daemon: bool = True) -> None:
         if idle_timeout <= 0:
             raise ValueError(f"idle_timeout must be positive, not {idle_timeout}")
         self.idle_timeout = idle_timeout
         self.name = name
+        self.daemon = daemon
         self._jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
+        self._finished = threading.Condition(self._lock)
         self._idle = 0  # waiting for a job and not yet promised one
+        self._running = 0
         self._threads = 0
         self._closed = False
+        self._numbers = itertools.count(1)  # thread names, so that %(threadName)s tells them apart
+        _EVERY.add(self)
 
     def __enter__(self) -> Workers:
         return self
@@ -61,6 +78,7 @@ class Workers:
         with self._lock:
             if self._closed:
                 raise StateError("Workers.submit() after close(): the server was closed")
+            self._running += 1
             if self._idle:
                 self._idle -= 1  # that thread is promised this job: it is in (or on its way to) get()
                 self._jobs.put(job)
@@ -78,18 +96,32 @@ class Workers:
             self._start(None)
 
     def _start(self, job: Job | None) -> None:
+        name = f"{self.name}-{next(self._numbers)}"
         try:
-            threading.Thread(target=self._work, args=(job,), name=self.name, daemon=True).start()
+            threading.Thread(target=self._work, args=(job,), name=name, daemon=self.daemon).start()
         except BaseException:
             with self._lock:
                 self._threads -= 1
+                if job is not None:
+                    self._done()
             raise
+
+    def _done(self) -> None:
+        """A job ended (under the lock)."""
+        self._running -= 1
+        if not self._running:
+            self._finished.notify_all()
 
     def _work(self, job: Job | None) -> None:
         try:
             while True:
                 if job is not None:
-                    job()
+                    try:
+                        contextvars.Context().run(job)
+                    finally:
+                        job = None  # not kept alive (its socket, its server) while this thread waits
+                        with self._lock:
+                            self._done()
                 with self._lock:
                     if self._closed:
                         return
@@ -113,11 +145,31 @@ class Workers:
                         return None
                 # every idle thread is promised a job, this one too: it is in the queue or on its way
 
-    def close(self) -> None:
-        """Refuse further jobs; idle threads exit now, running ones after their job. Does not wait.
-        Idempotent."""
+    def _forget_threads(self) -> None:
+        """In a forked child: none of the parent's threads exist here, and its lock may be held."""
+        self._jobs = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._finished = threading.Condition(self._lock)
+        self._idle = self._running = self._threads = 0
+
+    def close(self, wait: bool = False) -> None:
+        """Refuse further jobs; idle threads exit now, busy ones after their job. ``wait``: return
+        only once no job runs. Idempotent."""
         with self._lock:
             self._closed = True
             idle, self._idle = self._idle, 0
             for _ in range(idle):
                 self._jobs.put(None)
+            while wait and self._running:
+                self._finished.wait()
+
+
+_EVERY: weakref.WeakSet[Workers] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for workers in list(_EVERY):
+        workers._forget_threads()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
