@@ -312,3 +312,31 @@ def test_one_wake_up_accepts_every_queued_connection_up_to_the_batch() -> None:
             client.close()
         server.drain(0.1)
         server.server_close()
+
+
+def test_shutdown_at_the_connection_limit_returns_at_once() -> None:
+    """At max_connections with nothing queued, the accept loop polls (it does not wait for a slot),
+    and a wait for a slot ends at shutdown(): found by review, shutdown() hung until a client left."""
+    sock = socket.create_server(("127.0.0.1", 0))
+    running = Running(HTTPServer(sock, Handler, max_connections=1, spare_threads=1))
+    with _connect(running) as conn:
+        assert _get(conn)[0] == 200  # served, and kept open: the server is at its limit
+        _wait_connections(running, 0, 1)
+        stopper = threading.Thread(target=running.server.shutdown, daemon=True)
+        stopper.start()
+        stopper.join(5)
+        assert not stopper.is_alive()
+    running.server.server_close()
+
+
+def test_non_daemon_threads_are_not_started_in_advance() -> None:
+    """daemon_threads = False: idle threads would hold up the interpreter's exit, so none waits
+    beforehand, and server_close() waits for a busy one (block_on_close, as ThreadingMixIn)."""
+
+    class Joined(HTTPServer):
+        daemon_threads = False
+
+    sock = socket.create_server(("127.0.0.1", 0))
+    server = Joined(sock, Handler)
+    assert server._workers.counts == (0, 0) and not server._workers.daemon
+    server.server_close()

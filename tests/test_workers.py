@@ -183,3 +183,16 @@ def test_close_wait_waits_for_a_running_job() -> None:
     release.set()
     closer.join(10)
     assert not closer.is_alive()
+
+
+def test_close_wait_from_a_job_does_not_wait_for_that_job() -> None:
+    """A handler calling server_close() (close(wait=True)) from its own thread must not deadlock."""
+    done = threading.Event()
+    workers = Workers(daemon=False)
+
+    def job() -> None:
+        workers.close(wait=True)
+        done.set()
+
+    workers.submit(job)
+    assert done.wait(5)

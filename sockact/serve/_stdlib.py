@@ -25,7 +25,7 @@ __all__ = ["HTTPServer", "HTTPRequestHandler"]
 
 #: Threads an HTTPServer starts before its first client (see ``spare_threads``).
 SPARE_THREADS = 16
-#: Connections the accept loop takes per wake-up at most, before it looks at shutdown() again.
+#: Connections the accept loop takes per wake-up at most, before it polls again.
 ACCEPT_BATCH = 16
 
 
@@ -54,9 +54,11 @@ class HTTPServer(http.server.ThreadingHTTPServer):
     behind every busy handler; under load that wait, not the request, was most of a new
     connection's latency. ``spare_threads`` are started with the server (before READY=1), so that
     the clients that all reconnect after a hand-over find threads waiting; a thread idle for a
-    minute exits, and a process forked from this one starts its own. Each connection's handler runs
-    in a fresh ``contextvars`` context, but a ``threading.local`` value one handler set is there for
-    the next connection its thread serves.
+    minute exits, and the pool starts afresh in a process forked from this one. Each connection's
+    handler runs in a fresh ``contextvars`` context, but a ``threading.local`` value one handler set
+    is there for the next connection its thread serves. With ``daemon_threads = False`` (read at
+    construction) no thread is started in advance and an idle one exits within 50 ms: such threads
+    hold up the interpreter's exit.
 
     Raises:
         ValueError: ``max_connections`` < 1, ``idle_grace`` < 0 or ``spare_threads`` < 0.
@@ -107,8 +109,12 @@ class HTTPServer(http.server.ThreadingHTTPServer):
         self._accepted = 0  # connections accepted so far (by the accept loop's thread only)
         self._loop_done = threading.Event()
         self._loop_done.set()
-        self._workers = Workers(name="sockact-http", daemon=self.daemon_threads)
-        self._workers.prestart(spare_threads if max_connections is None else min(spare_threads, max_connections))
+        # Non-daemon threads (daemon_threads = False, read here) hold up the interpreter's exit while
+        # they wait for work: none is started in advance, and an idle one leaves within 50 ms.
+        daemon = self.daemon_threads
+        self._workers = Workers(name="sockact-http", daemon=daemon, idle_timeout=60.0 if daemon else 0.05)
+        if daemon:
+            self._workers.prestart(spare_threads if max_connections is None else min(spare_threads, max_connections))
 
     def serve_forever(self, poll_interval: float = 0.5) -> None:
         """socketserver's accept loop, but :meth:`shutdown` wakes it through a pipe instead of being
@@ -136,7 +142,9 @@ class HTTPServer(http.server.ThreadingHTTPServer):
     def shutdown(self) -> None:
         """Stop :meth:`serve_forever` and wait until it returned (at once, not at its next poll).
         Call it from another thread than the loop's, as socketserver's."""
-        self._shutdown_asked = True
+        with self._lock:
+            self._shutdown_asked = True
+            self._below_limit.notify_all()  # an accept loop waiting for a free connection slot
         os.write(self._accept_w, b"x")
         self._loop_done.wait()
 
@@ -150,6 +158,8 @@ class HTTPServer(http.server.ThreadingHTTPServer):
             self._handle_request_noblock()  # socketserver's: accept, verify, process; swallows EAGAIN
             if self._accepted == accepted or self._shutdown_asked:
                 return  # nothing was queued (or a shutdown was asked): back to poll()
+            if self.max_connections is not None and len(self._busy) >= self.max_connections:
+                return  # at the limit: poll() again rather than wait here for a slot
 
     def get_request(self) -> tuple[socket.socket, Any]:
         conn, address = self.socket.accept()
@@ -162,9 +172,9 @@ class HTTPServer(http.server.ThreadingHTTPServer):
         # At the limit, do not accept (the client waits in the backlog) until a connection closes.
         if self.max_connections is not None:
             with self._lock:
-                while len(self._busy) >= self.max_connections and not self._stopping:
+                while len(self._busy) >= self.max_connections and not (self._stopping or self._shutdown_asked):
                     self._below_limit.wait(0.5)
-                if self._stopping:
+                if self._stopping or self._shutdown_asked:
                     return
         super()._handle_request_noblock()  # type: ignore[misc]
 

@@ -109,10 +109,10 @@ class Workers:
     def _done(self) -> None:
         """A job ended (under the lock)."""
         self._running -= 1
-        if not self._running:
-            self._finished.notify_all()
+        self._finished.notify_all()
 
     def _work(self, job: Job | None) -> None:
+        _current.pool = self
         try:
             while True:
                 if job is not None:
@@ -146,25 +146,29 @@ class Workers:
                 # every idle thread is promised a job, this one too: it is in the queue or on its way
 
     def _forget_threads(self) -> None:
-        """In a forked child: none of the parent's threads exist here, and its lock may be held."""
+        """In a forked child: of the parent's threads only the forking one exists here (one of ours,
+        running its job, if a job forked), and the lock may be held."""
         self._jobs = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._finished = threading.Condition(self._lock)
-        self._idle = self._running = self._threads = 0
+        self._idle = 0
+        self._running = self._threads = 1 if getattr(_current, "pool", None) is self else 0
 
     def close(self, wait: bool = False) -> None:
         """Refuse further jobs; idle threads exit now, busy ones after their job. ``wait``: return
-        only once no job runs. Idempotent."""
+        only once no other job runs (called from a job, it does not wait for that one). Idempotent."""
+        mine = 1 if getattr(_current, "pool", None) is self else 0
         with self._lock:
             self._closed = True
             idle, self._idle = self._idle, 0
             for _ in range(idle):
                 self._jobs.put(None)
-            while wait and self._running:
+            while wait and self._running > mine:
                 self._finished.wait()
 
 
 _EVERY: weakref.WeakSet[Workers] = weakref.WeakSet()
+_current = threading.local()  # .pool: the Workers whose thread this is
 
 
 def _after_fork_in_child() -> None:
