@@ -303,7 +303,7 @@ def test_one_wake_up_accepts_every_queued_connection_up_to_the_batch() -> None:
     Running(server)  # its loop starts with all of them queued
     try:
         deadline = time.monotonic() + 5
-        while server._accepted < len(clients):
+        while sum(batches) < len(clients):  # a batch is recorded once it returned
             assert time.monotonic() < deadline, batches
             time.sleep(0.001)
         assert batches[0] == ACCEPT_BATCH and sum(batches) == len(clients), batches
@@ -340,3 +340,12 @@ def test_non_daemon_threads_are_not_started_in_advance() -> None:
     server = Joined(sock, Handler)
     assert server._workers.counts == (0, 0) and not server._workers.daemon
     server.server_close()
+
+
+def test_a_clients_tls_context_is_refused_at_construction() -> None:
+    """ssl.create_default_context() is for clients (check_hostname): its wrap_socket(server_side=True)
+    raises ValueError inside the accept loop, which would end serve_forever at the first connection."""
+    from sockact import UsageError
+
+    with socket.create_server(("127.0.0.1", 0)) as sock, pytest.raises(UsageError, match=r"Purpose\.CLIENT_AUTH"):
+        HTTPServer(sock, Handler, ssl_context=ssl.create_default_context())

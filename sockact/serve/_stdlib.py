@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from .._errors import UsageError
 from .._poll import readable
 from ._grace import DEFAULT_GRACE, LINGER, discard, expired, grace_within, half_close
 from ._workers import Workers
@@ -61,7 +62,9 @@ class HTTPServer(http.server.ThreadingHTTPServer):
     hold up the interpreter's exit.
 
     Raises:
-        ValueError: ``max_connections`` < 1, ``idle_grace`` < 0 or ``spare_threads`` < 0.
+        UsageError: (a ValueError) ``max_connections`` < 1, ``spare_threads`` < 0, or an
+            ``ssl_context`` made for clients (``check_hostname`` set).
+        ValueError: ``idle_grace`` < 0.
     """
 
     daemon_threads = True
@@ -78,9 +81,14 @@ class HTTPServer(http.server.ThreadingHTTPServer):
         spare_threads: int = SPARE_THREADS,
     ) -> None:
         if max_connections is not None and max_connections < 1:
-            raise ValueError(f"max_connections must be at least 1, not {max_connections}")
+            raise UsageError(f"max_connections must be at least 1, not {max_connections}")
         if spare_threads < 0:
-            raise ValueError(f"spare_threads must be 0 or more, not {spare_threads}")
+            raise UsageError(f"spare_threads must be 0 or more, not {spare_threads}")
+        if ssl_context is not None and ssl_context.check_hostname:  # else the first connection ends serve_forever
+            raise UsageError(
+                "ssl_context checks host names, so it is a client's context (ssl.create_default_context() "
+                "defaults to Purpose.SERVER_AUTH); a server needs ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)"
+            )
         self.idle_grace = grace_within(idle_grace, math.inf)
         self._clock = clock
         super().__init__(("", 0), handler, bind_and_activate=False)
