@@ -145,6 +145,10 @@ class Workers:
                         return None
                 # every idle thread is promised a job, this one too: it is in the queue or on its way
 
+    def _in_own_thread(self) -> bool:
+        """Whether the calling thread is one of this pool's."""
+        return getattr(_current, "pool", None) is self
+
     def _forget_threads(self) -> None:
         """In a forked child: of the parent's threads only the forking one exists here (one of ours,
         running its job, if a job forked), and the lock may be held."""
@@ -152,12 +156,12 @@ class Workers:
         self._lock = threading.Lock()
         self._finished = threading.Condition(self._lock)
         self._idle = 0
-        self._running = self._threads = 1 if getattr(_current, "pool", None) is self else 0
+        self._running = self._threads = 1 if self._in_own_thread() else 0
 
     def close(self, wait: bool = False) -> None:
         """Refuse further jobs; idle threads exit now, busy ones after their job. ``wait``: return
         only once no other job runs (called from a job, it does not wait for that one). Idempotent."""
-        mine = 1 if getattr(_current, "pool", None) is self else 0
+        mine = 1 if self._in_own_thread() else 0
         with self._lock:
             self._closed = True
             idle, self._idle = self._idle, 0
