@@ -12,11 +12,21 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import sockact
 from sockact import NotifyReceiver
+
+
+def until(condition: Callable[[], bool], timeout: float = 5.0, state: Callable[[], object] = lambda: None) -> None:
+    """Poll ``condition`` every millisecond until it holds; fail after ``timeout`` seconds, showing
+    ``state()``. For conditions no event announces (a thread's counts, a server's connections)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, state()
+        time.sleep(0.001)
+
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PY = sys.executable

@@ -24,7 +24,7 @@ from sockact._poll import readable
 from sockact.serve import Acceptor, ConnectionSet, HTTPServer
 from sockact.serve._grace import expired, grace_within
 
-from helpers import ROOT
+from helpers import ROOT, until
 
 sys.path.insert(0, os.path.join(ROOT, "examples"))
 import asyncio_server  # the example's HTTP/1.1 protocol
@@ -91,7 +91,7 @@ class Stdlib(Server):
         threading.Thread(target=run, daemon=True).start()
 
     def wait_idle(self) -> None:
-        _until(lambda: self.server.connections == (0, 1))
+        until(lambda: self.server.connections == (0, 1))
 
     def close(self) -> None:
         if not self.drained.is_set():
@@ -124,20 +124,13 @@ class Aio(Server):
         future.add_done_callback(done)
 
     def wait_idle(self) -> None:
-        _until(lambda: list(self.connections._busy.values()) == [False])
+        until(lambda: list(self.connections._busy.values()) == [False])
 
     def close(self) -> None:
         self.loop.call_soon_threadsafe(self.acceptor.close)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(5)
         self.loop.close()
-
-
-def _until(condition: Callable[[], bool]) -> None:
-    deadline = time.monotonic() + 5
-    while not condition():
-        assert time.monotonic() < deadline
-        time.sleep(0.001)
 
 
 @pytest.fixture(params=["stdlib", "asyncio"])

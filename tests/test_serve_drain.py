@@ -20,6 +20,7 @@ from sockact.serve import HTTPRequestHandler, HTTPServer
 from sockact.serve._stdlib import _wake_idle
 
 from conftest import make_certificate
+from helpers import until
 
 DRAIN = 10.0  # long: every test that expects an early end would otherwise wait for it
 
@@ -276,10 +277,8 @@ def test_connections_are_served_by_spare_threads_reused_from_one_to_the_next() -
     finally:
         running.server.drain(0.1)
         running.server.server_close()
-    deadline = time.monotonic() + 5
-    while running.server._workers.counts != (0, 0):  # server_close() let the idle threads exit
-        assert time.monotonic() < deadline, running.server._workers.counts
-        time.sleep(0.001)
+    workers = running.server._workers
+    until(lambda: workers.counts == (0, 0), state=lambda: workers.counts)  # server_close(): idle threads exit
     with socket.create_server(("127.0.0.1", 0)) as other, pytest.raises(ValueError, match="spare_threads must be 0"):
         HTTPServer(other, Handler, spare_threads=-1)
 
@@ -302,10 +301,7 @@ def test_one_wake_up_accepts_every_queued_connection_up_to_the_batch() -> None:
     clients = [socket.create_connection(sock.getsockname()[:2], timeout=10) for _ in range(ACCEPT_BATCH + 4)]
     Running(server)  # its loop starts with all of them queued
     try:
-        deadline = time.monotonic() + 5
-        while sum(batches) < len(clients):  # a batch is recorded once it returned
-            assert time.monotonic() < deadline, batches
-            time.sleep(0.001)
+        until(lambda: sum(batches) >= len(clients), state=lambda: batches)  # a batch is recorded once it returned
         assert batches[0] == ACCEPT_BATCH and sum(batches) == len(clients), batches
     finally:
         for client in clients:

@@ -5,19 +5,13 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
 
 import pytest
 
 from sockact._errors import StateError
 from sockact.serve._workers import Workers
 
-
-def _until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.001)
+from helpers import until
 
 
 def test_an_idle_thread_takes_the_next_job_instead_of_a_new_one() -> None:
@@ -25,7 +19,7 @@ def test_an_idle_thread_takes_the_next_job_instead_of_a_new_one() -> None:
     with Workers() as workers:
         for _ in range(3):
             workers.submit(lambda: idents.append(threading.get_ident()))
-            _until(lambda: workers.counts == (1, 1))  # the job ran and its thread waits again
+            until(lambda: workers.counts == (1, 1))  # the job ran and its thread waits again
     assert len(idents) == 3 and len(set(idents)) == 1
 
 
@@ -53,18 +47,18 @@ def test_busy_threads_make_the_next_job_start_one_more() -> None:
 def test_prestarted_threads_wait_and_serve_without_starting_more() -> None:
     with Workers() as workers:
         workers.prestart(3)
-        _until(lambda: workers.counts == (3, 3))
+        until(lambda: workers.counts == (3, 3))
         done = threading.Event()
         workers.submit(done.set)
         assert done.wait(5)
-        _until(lambda: workers.counts == (3, 3))
+        until(lambda: workers.counts == (3, 3))
 
 
 def test_a_thread_idle_past_the_timeout_exits() -> None:
     with Workers(idle_timeout=0.5) as workers:
         workers.prestart(2)
         assert workers.counts[0] == 2  # started; none can have waited 0.5 s yet
-        _until(lambda: workers.counts == (0, 0))
+        until(lambda: workers.counts == (0, 0))
         done = threading.Event()
         workers.submit(done.set)  # and a new one is started when work comes again
         assert done.wait(5)
@@ -82,14 +76,14 @@ def test_close_ends_idle_threads_at_once_a_busy_one_after_its_job_and_refuses_mo
 
     workers = Workers()
     workers.prestart(2)
-    _until(lambda: workers.counts == (2, 2))
+    until(lambda: workers.counts == (2, 2))
     workers.submit(job)
     workers.close()  # returns with the job still running
     assert not finished.is_set()
-    _until(lambda: workers.counts == (1, 0))  # the idle one left; the busy one runs on
+    until(lambda: workers.counts == (1, 0))  # the idle one left; the busy one runs on
     release.set()
     assert finished.wait(10)
-    _until(lambda: workers.counts == (0, 0))  # and it left after its job instead of waiting for more
+    until(lambda: workers.counts == (0, 0))  # and it left after its job instead of waiting for more
     workers.close()  # idempotent
     with pytest.raises(StateError, match="after close"):
         workers.submit(job)
@@ -141,7 +135,7 @@ def test_each_job_runs_in_a_fresh_context() -> None:
 
             workers.submit(job)
             assert done.wait(5)
-            _until(lambda: workers.counts == (1, 1))  # the same thread serves the next one
+            until(lambda: workers.counts == (1, 1))  # the same thread serves the next one
     assert seen == [None, None]
 
 
@@ -153,7 +147,7 @@ def test_a_forked_child_starts_its_own_threads() -> None:
 
     with Workers() as workers:
         workers.prestart(2)
-        _until(lambda: workers.counts == (2, 2))
+        until(lambda: workers.counts == (2, 2))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)  # 3.12+: fork() with threads running
             pid = os.fork()
@@ -178,7 +172,7 @@ def test_close_wait_waits_for_a_running_job() -> None:
     workers.submit(lambda: release.wait(10))
     closer = threading.Thread(target=workers.close, kwargs={"wait": True})
     closer.start()
-    _until(lambda: workers._closed)
+    until(lambda: workers._closed)
     assert closer.is_alive()  # the job still waits for release, so close() cannot have returned
     release.set()
     closer.join(10)
