@@ -1,4 +1,4 @@
-"""The reload channel: ``sockact reload`` asks the serving process for an upgrade and waits for its outcome.
+"""The reload channel's serving side: ``sockact reload`` (``_ask``) asks for an upgrade and waits for its outcome.
 
 ``ExecReload=sockact reload --control PATH`` makes ``systemctl reload`` return only when the new code
 serves — the successor sent READY=1, the manager was told, and the old process no longer holds the
@@ -8,39 +8,27 @@ mode, systemd.service(5)).
 
 The channel is a unix stream socket at PATH. Each serving process binds it (a fresh socket renamed
 over PATH: atomic) once it serves, so PATH always leads to the serving generation; a predecessor
-still draining answers ``retry``. One request per connection, one line each way (pure parsing below):
-
-    client: ``reload``          server: ``ok <pid>`` | ``failed <reason>`` | ``retry``
+still draining answers ``retry``. One request per connection, one line each way (``_ask`` has the
+client and the words).
 
 Only root and the service's own uid may ask (SO_PEERCRED); the socket file is mode 0600.
 """
 
 from __future__ import annotations
 
-import errno
 import os
 import socket
 import struct
 import time
 from collections.abc import Callable
 
+from ._ask import CONTROL_VAR, MAX_LINE
 from ._errors import SockactError
 from ._poll import readable
 
-__all__ = ["CONTROL_VAR", "Askers", "ControlServer", "Request", "holds_sockets", "parse_reply", "request_reload"]
+__all__ = ["CONTROL_VAR", "Askers", "ControlServer", "Request", "holds_sockets"]
 
-#: Where a sockact process finds its reload channel (``sockact units`` sets it next to ExecReload=).
-CONTROL_VAR = "SOCKACT_CONTROL"
 _UCRED = struct.Struct("iII")
-_MAX_LINE = 4096
-
-
-def parse_reply(line: str) -> tuple[str, str]:
-    """``("ok", pid)``, ``("failed", reason)`` or ``("retry", "")``; anything else is ``("failed", …)``."""
-    word, _, rest = line.strip().partition(" ")
-    if word in ("ok", "failed", "retry"):
-        return word, rest
-    return "failed", f"unexpected answer {line.strip()[:200]!r} on the reload channel"
 
 
 class Request:
@@ -56,7 +44,7 @@ class Request:
             return
         try:
             self.conn.settimeout(1.0)
-            self.conn.sendall(f"{word} {text}".strip().replace("\n", " ").encode()[:_MAX_LINE] + b"\n")
+            self.conn.sendall(f"{word} {text}".strip().replace("\n", " ").encode()[:MAX_LINE] + b"\n")
         except OSError:
             pass
         finally:
@@ -113,12 +101,12 @@ class ControlServer:
         data = b""
         deadline = time.monotonic() + timeout
         conn.setblocking(False)
-        while b"\n" not in data and len(data) < _MAX_LINE:
+        while b"\n" not in data and len(data) < MAX_LINE:
             remaining = deadline - time.monotonic()
             if remaining <= 0 or not readable([conn.fileno()], remaining):
                 break
             try:
-                chunk = conn.recv(_MAX_LINE)
+                chunk = conn.recv(MAX_LINE)
             except OSError:
                 break
             if not chunk:
@@ -205,64 +193,3 @@ def holds_sockets(pid: int | None, inodes: set[int]) -> bool:
         if link.startswith("socket:[") and int(link[8:-1]) in inodes:
             return True
     return False
-
-
-def request_reload(
-    path: str,
-    timeout: float,
-    *,
-    clock: Callable[[], float] = time.monotonic,
-    sleep: Callable[[float], None] = time.sleep,
-) -> tuple[bool, str]:
-    """Ask the process serving at ``path`` to upgrade; wait up to ``timeout`` s for the outcome.
-
-    Returns ``(True, "pid N serving")`` or ``(False, reason)``. In PID-file mode (``ok N then-exit``)
-    it also waits for the answering predecessor to exit: systemd re-reads PIDFile= when ExecReload=
-    exits, and must find the successor's pid there only once the successor is its own child (the
-    predecessor wrote it as it exited; docs/PROTOCOL.md §10). A draining predecessor's ``retry``, a
-    path that is being replaced (ENOENT, ECONNREFUSED) and a server that vanished without answering are
-    retried until the deadline.
-    """
-    deadline = clock() + timeout
-    last = "no answer"
-    while clock() < deadline:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC) as sock:
-            try:
-                sock.settimeout(max(0.001, deadline - clock()))
-                sock.connect(path)
-                server = _UCRED.unpack(sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size))[0]
-                sock.sendall(b"reload\n")
-                line = sock.makefile("r", encoding="utf-8", errors="replace").readline()
-            except (FileNotFoundError, ConnectionRefusedError) as exc:
-                last = f"nothing serves the reload channel {path} ({exc.strerror}); is the service running?"
-                line = ""
-            except TimeoutError:
-                return False, f"no outcome within {timeout:g} s from the reload channel {path}"
-            except OSError as exc:
-                if exc.errno not in (errno.ECONNRESET, errno.EPIPE):
-                    return False, f"cannot use the reload channel {path}: {exc.strerror}"
-                line = ""
-        if line:
-            word, text = parse_reply(line)
-            if word == "ok":
-                new, _, then = text.partition(" ")
-                if then == "then-exit" and not _gone(server, deadline - clock()):
-                    return False, f"pid {new} serves, but the old pid {server} did not exit within {timeout:g} s"
-                return True, f"pid {new} serving"
-            if word == "failed":
-                return False, text
-            last = "the process at the channel is draining; waiting for its successor"
-        sleep(0.02)
-    return False, f"{last} (gave up after {timeout:g} s)"
-
-
-def _gone(pid: int, timeout: float) -> bool:
-    """Whether ``pid`` exits within ``timeout`` s (pidfd: no polling, no pid reuse race)."""
-    try:
-        pidfd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return True
-    try:
-        return bool(readable([pidfd], max(0.0, timeout)))
-    finally:
-        os.close(pidfd)

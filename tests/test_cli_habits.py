@@ -5,12 +5,16 @@ does, one word per mode, and a forgotten ``--`` before the program gets a hint i
 from __future__ import annotations
 
 import argparse
+import pathlib
+import socket
 import subprocess
 import sys
+import threading
 
 import pytest
 
-from sockact.cli import _parse, _parser
+from sockact._ask import quick_args
+from sockact._cli import _parse, _parser
 
 from helpers import ROOT, child_env
 
@@ -94,9 +98,36 @@ def test_log_level_choices_are_the_journal_levels() -> None:
         assert list(action.choices or []) == list(LEVELS), command
 
 
-def test_sockact_reload_imports_only_what_it_needs() -> None:
-    # every `systemctl reload` starts this command: no asyncio, supervisor, unit writer or typing (its
-    # failure path alone imports logging, for the journal's priority prefix)
+def test_sockact_reload_imports_only_what_it_needs(tmp_path: pathlib.Path) -> None:
+    # every `systemctl reload` starts this command: on its way to "ok" no argparse, no socket module (its
+    # enums), no logging, no typing; its failure path alone imports logging, for the journal's prefix
+    path = str(tmp_path / "control")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as server:
+        server.bind(path)
+        server.listen()
+
+        def answer() -> None:
+            conn, _ = server.accept()
+            with conn:
+                conn.recv(100)
+                conn.sendall(b"ok 4242\n")
+
+        answering = threading.Thread(target=answer)
+        answering.start()
+        code = (
+            "import sys; from sockact.cli import main; "
+            f"code = main(['reload', '--control={path}']); print(code, ' '.join(sorted(sys.modules)))"
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", code], env=child_env(), capture_output=True, text=True, check=True, timeout=30
+        )
+        answering.join(10)
+    said, modules = done.stdout.splitlines()
+    status, *loaded = modules.split()
+    assert status == "0" and said == "sockact reload: pid 4242 serving", done.stdout
+    heavy = {"argparse", "socket", "logging", "typing", "asyncio", "subprocess", "json", "sockact._cli"}
+    assert "sockact._ask" in loaded and not set(loaded) & heavy, sorted(set(loaded) & heavy)
+
     code = (
         "import sys; from sockact.cli import main; "
         "code = main(['reload', '--control', '/nonexistent/control', '--timeout', '0.05']); "
@@ -106,16 +137,51 @@ def test_sockact_reload_imports_only_what_it_needs() -> None:
         [sys.executable, "-c", code], env=child_env(), capture_output=True, text=True, check=True, timeout=30
     )
     status, *loaded = done.stdout.split()
-    heavy = {
-        "asyncio",
-        "subprocess",
-        "typing",
-        "json",
-        "sockact._supervisor",
-        "sockact._handoff",
-        "sockact._serve_cli",
-        "sockact._units",
-        "sockact._listeners",
-    }
+    heavy = {"asyncio", "subprocess", "typing", "json", "argparse", "sockact._supervisor", "sockact._listeners"}
     assert status == "1" and "nothing serves the reload channel" in done.stderr, done.stderr
-    assert "sockact._control" in loaded and not set(loaded) & heavy, sorted(set(loaded) & heavy)
+    assert not set(loaded) & heavy, sorted(set(loaded) & heavy)
+
+
+@pytest.mark.parametrize(
+    "words",
+    [
+        [],
+        ["--control", "/run/a/control"],
+        ["--control=/run/a/control"],
+        ["--control=/run/a/control", "--timeout", "5"],
+        ["--timeout=0.5", "--control", "/run/a/control"],
+        ["--timeout", "1e1"],
+        ["--control", ""],
+        ["--control=-odd"],
+        # not understood: the full command line answers (help, errors, prefixes, repeats)
+        ["--help"],
+        ["-h"],
+        ["--contr", "/x"],
+        ["--control"],
+        ["--control", "--timeout", "5"],
+        ["--control", "/x", "--control", "/y"],
+        ["--timeout", "0"],
+        ["--timeout", "-5"],
+        ["--timeout", "nan"],
+        ["--timeout", "inf"],
+        ["--timeout", "soon"],
+        ["/x"],
+        ["--control", "/x", "--"],
+        ["--control", "/x", "extra"],
+    ],
+)
+@pytest.mark.parametrize("environ", [{}, {"SOCKACT_CONTROL": "/run/env/control"}])
+def test_quick_reload_parses_as_the_full_command_line_does(words: list[str], environ: dict[str, str]) -> None:
+    """What `sockact reload` answers without argparse it parses exactly as argparse would; all else is
+    left to the full command line (None), whose error and exit status 2 the user then sees."""
+    quick = quick_args(words, environ)
+    try:
+        args = _parse(["reload", *words])
+    except SystemExit:
+        assert quick is None  # an error or --help: only argparse says it
+        return
+    path = args.control or environ.get("SOCKACT_CONTROL")
+    if quick is not None:
+        assert quick == (path, args.timeout)
+    if words in (["--control=/run/a/control"], ["--control", "/run/a/control"]):  # what `sockact units` writes
+        assert quick == ("/run/a/control", 120.0)

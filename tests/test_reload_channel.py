@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from sockact._control import parse_reply, request_reload
+from sockact._ask import parse_reply, request_reload
 from sockact._loadgen import Load, get
 
 from helpers import ROOT, FakeSystemd, child_env, free_port
