@@ -58,7 +58,7 @@ def unit_pair(
 ) -> dict[str, str]:
     """``sockact units`` output for ``examples/app`` on ``port``, run by ``python`` inside the box,
     logging to ``log``; with no start rate limit, so that repeated bare starts are not refused."""
-    from sockact._units import render_units
+    from sockact._units import render_units, sockact_command
 
     server = [python, os.path.join(ROOT, "examples", app), "--listen", f"127.0.0.1:{port}"]
     units = render_units(
@@ -70,7 +70,7 @@ def unit_pair(
         # The box's interpreter may not write .pyc files into this checkout (257: a read-only bind, and
         # another Python version): a cache of its own, filled by the untimed first start.
         environment={"PYTHONPATH": ROOT, "PYTHONPYCACHEPREFIX": "/var/tmp/sockact-bench-pycache"},
-        sockact_command=[python, "-m", "sockact"],
+        sockact_command=sockact_command(python),  # the console script where `sockact units` would use it
         # Unhardened: the bench runs this checkout's interpreter, which may live where a dynamic user
         # cannot reach (a venv under /root); the sandbox's cost falls on a start and a reload alike.
         harden=False,

@@ -303,7 +303,7 @@ def _units(args: argparse.Namespace) -> int:
     import subprocess
     import tempfile
 
-    from ._units import render_units
+    from ._units import render_units, sockact_command
 
     command = _command(args, "sockact units NAME --listen NAME=ADDR -- COMMAND [ARGS…]")
     units = render_units(
@@ -315,7 +315,7 @@ def _units(args: argparse.Namespace) -> int:
         user=args.user_unit,
         drain_timeout=args.drain_timeout,
         environment=dict(args.env or []),
-        sockact_command=[sys.executable, "-m", "sockact"],
+        sockact_command=sockact_command(sys.executable),
         harden=not args.no_harden,
         run_as=args.run_as,
         writable=args.writable,

@@ -285,3 +285,27 @@ def test_a_user_unit_verifies_without_a_user_session(tmp_path: pathlib.Path) -> 
     )
     assert out.returncode == 0 and "systemd-analyze verify: clean" in out.stdout, out.stderr
     assert "WantedBy=default.target" in (tmp_path / "app.service").read_text()
+
+
+@pytest.mark.parametrize(
+    ("shebang", "mode", "uses_script"),
+    [
+        ("#!{python}\n", 0o755, True),
+        ("#!{python} -E\n", 0o755, False),  # another command line: not known to be the same
+        ("#!/usr/bin/python3\n", 0o755, False),  # another interpreter
+        ("#!{python}\n", 0o644, False),  # not executable
+        (None, 0, False),  # no script beside the interpreter
+    ],
+)
+def test_units_start_sockact_by_the_console_script_of_the_same_interpreter(
+    tmp_path: pathlib.Path, shebang: str | None, mode: int, uses_script: bool
+) -> None:
+    from sockact._units import sockact_command
+
+    python = str(tmp_path / "python")
+    if shebang is not None:
+        script = tmp_path / "sockact"
+        script.write_text(shebang.format(python=python) + "import sys\n")
+        script.chmod(mode)
+    expected = [str(tmp_path / "sockact")] if uses_script else [python, "-m", "sockact"]
+    assert sockact_command(python) == expected
