@@ -7,7 +7,11 @@ test machine through the full command line and takes 11 ms here, against 9 ms fo
 
 The protocol (docs/PROTOCOL.md §10), one line each way on a unix stream socket:
 
-    client: ``reload``          server: ``ok <pid>`` | ``ok <pid> then-exit`` | ``failed <reason>`` | ``retry``
+    client: ``reload``          server: ``ok <pid>`` | ``failed <reason>`` | ``retry``
+
+(``ok <pid> then-exit`` came from PID-file servers of earlier builds, which named their successor
+only as they exited: the client still waits for that exit, so a deploy that replaces a running old
+build keeps its guarantee.)
 """
 
 from __future__ import annotations
@@ -80,12 +84,10 @@ def request_reload(
 ) -> tuple[bool, str]:
     """Ask the process serving at ``path`` to upgrade; wait up to ``timeout`` s for the outcome.
 
-    Returns ``(True, "pid N serving")`` or ``(False, reason)``. In PID-file mode (``ok N then-exit``)
-    it also waits for the answering predecessor to exit: systemd re-reads PIDFile= when ExecReload=
-    exits, and must find the successor's pid there only once the successor is its own child (the
-    predecessor wrote it as it exited; docs/PROTOCOL.md §10). A draining predecessor's ``retry``, a
-    path that is being replaced (ENOENT, ECONNREFUSED) and a server that vanished without answering are
-    retried until the deadline.
+    Returns ``(True, "pid N serving")`` or ``(False, reason)``. After an earlier build's ``ok N
+    then-exit`` it also waits for the answering process to exit (the module docstring). A draining
+    predecessor's ``retry``, a path that is being replaced (ENOENT, ECONNREFUSED) and a server that
+    vanished without answering are retried until the deadline.
     """
     deadline = clock() + timeout
     last = "no answer"

@@ -143,8 +143,6 @@ class Askers:
     def __init__(self) -> None:
         self.waiting: list[Request] = []
         self.confirming: list[tuple[Request, int | None, int]] = []
-        #: PID-file mode: the asker must also wait for this process to exit (see :func:`request_reload`).
-        self.then_exit = False
 
     def outcome(self, outcome: object) -> None:
         """The upgrade's outcome (``sockact._handoff`` types): failures are answered now."""
@@ -165,7 +163,7 @@ class Askers:
         still = []
         for request, old, new in self.confirming:
             if force or not holds(old):
-                request.reply("ok", f"{new} then-exit" if self.then_exit and old is None else str(new))
+                request.reply("ok", str(new))
             else:
                 still.append((request, old, new))
         self.confirming = still

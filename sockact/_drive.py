@@ -21,7 +21,7 @@ from ._errors import SockactError, SpawnError
 from ._poll import readable
 from ._receiver import Message, NotifyReceiver
 from ._signals import SignalPipe
-from ._spawn import Child
+from ._spawn import Child, children_of, parent_of
 from ._upstream import Upstream
 
 __all__ = ["Driver"]
@@ -66,6 +66,8 @@ class Driver:
         self.askers = Askers()
         #: The listening sockets, by inode: the old generation has stopped accepting once it holds none.
         self.listener_inodes = {os.fstat(sock.fileno()).st_ino for sock in (listeners or {}).values()}
+        #: In-process: the app said it stopped accepting, though it still holds the sockets (see Upgrader).
+        self.not_accepting = False
 
     @property
     def current_child(self) -> Child | None:
@@ -108,7 +110,8 @@ class Driver:
                     self.feed(h.Spawned(child.pid))
             case h.Allow(pid):
                 assert self.receiver is not None
-                self.receiver.allow(pid)
+                known = self.children.get(pid)
+                self.receiver.allow(pid, children=known is not None and known.relay == pid)
             case h.Tell(fields):
                 self.upstream.tell(fields)
             case h.HandOver(pid, status):
@@ -157,8 +160,8 @@ class Driver:
         for owner in (self.signals, self.receiver, self.control):
             if owner is not None:
                 watched.append(owner.fileno())
-        if self.askers.confirming:
-            timeout = 0.01 if timeout is None else min(timeout, 0.01)  # poll /proc for the listeners
+        if self.askers.confirming or self._name_relayed():
+            timeout = 0.002 if timeout is None else min(timeout, 0.002)  # poll /proc: listeners, a relay's child
         if timeout != 0:
             readable(watched, timeout)
         self._take_signals()
@@ -189,11 +192,37 @@ class Driver:
             self._message = message
             try:
                 if message.pid is not None:
+                    self._identify(message.pid)
                     self.feed(h.Notified(message.pid, message.fields))
             finally:
                 if self._message is not None:  # not held
                     self._message.close()
                     self._message = None
+
+    def _name_relayed(self) -> bool:
+        """Name each relayed child whose relay has started it (/proc), so that its messages are taken
+        from its own pid (even one sent just before it exits) and a failure names it. True while one
+        is still unnamed and /proc can tell (the relay forks within milliseconds of its start)."""
+        waiting = False
+        for child in list(self.children.values()):
+            if child.relay is not None and child.pid == child.relay:
+                started = children_of(child.relay)
+                if started:
+                    self._identify(started[0])
+                else:
+                    waiting = waiting or os.path.exists(f"/proc/{child.relay}/task/{child.relay}/children")
+        return waiting
+
+    def _identify(self, pid: int) -> None:
+        """A message from a relayed child names it: from now on it is known (and kept) by its own pid."""
+        if pid in self.children:
+            return
+        relay = parent_of(pid)
+        child = self.children.get(relay) if relay is not None else None
+        if child is not None and child.relay == relay and child.pid == relay:
+            child.identify(pid)
+            self.children[pid] = self.children.pop(relay)
+            self.feed(h.Identified(relay, pid))
 
     def _take_exits(self) -> None:
         for pid in self.machine.children():
@@ -220,7 +249,9 @@ class Driver:
                 request.reply("failed", "the service is stopping")
 
     def _confirm(self) -> None:
-        self.askers.confirm(lambda pid: holds_sockets(pid, self.listener_inodes))
+        self.askers.confirm(
+            lambda pid: not (pid is None and self.not_accepting) and holds_sockets(pid, self.listener_inodes)
+        )
 
     def close_control(self) -> None:
         """Answer every asker (ok if the hand-over happened: this generation is done serving) and

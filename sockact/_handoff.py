@@ -110,6 +110,14 @@ class Spawned(Record):
     pid: int
 
 
+class Identified(Record):
+    """The successor spawned as ``relay`` (a shell that waits for it: PID-file mode) is ``pid``: its
+    first message told. Its exit still comes as the relay's, reported under ``pid`` from here on."""
+
+    relay: int
+    pid: int
+
+
 class SpawnFailed(Record):
     reason: str
 
@@ -138,7 +146,9 @@ class HandOverFailed(Record):
     reason: str
 
 
-Event = Start | Reload | Stop | Spawned | SpawnFailed | Notified | Exited | Tick | HandedOver | HandOverFailed
+Event = (
+    Start | Reload | Stop | Spawned | Identified | SpawnFailed | Notified | Exited | Tick | HandedOver | HandOverFailed
+)
 
 
 # -- effects: what the driver must do now, in order ---------------------------------------------------
@@ -215,7 +225,6 @@ class Policy(Record):
     ready: str | float = "notify"
     drain_timeout: float = 30.0  #: supervisor: an old child is SIGKILLed this long after its SIGTERM
     reload_signal: int = signal.SIGHUP
-    forward_stop: bool = False  #: in-process PID-file mode: a stop while draining goes to the successor
     not_ready_hint: str = "it must call sockact.ready() once it serves (or raise ready_timeout)"
     warn_after: float | None = None  #: supervisor: log a warning when no READY=1 came this soon
     backoff_start: float = 0.1
@@ -293,7 +302,6 @@ class Handoff:
         self.current: int | None = None
         self.pending: _Pending | None = None
         self.reload_again = False
-        self.successor_stopping = False  #: in-process: a stop was forwarded to the successor
         self._started: dict[int, float] = {}  #: pid → when it was spawned
 
     def __repr__(self) -> str:
@@ -335,6 +343,10 @@ class Handoff:
                 self._on_stop(out, now, sig)
             case Spawned(pid):
                 self._on_spawned(out, now, pid)
+            case Identified(relay, pid) if self.busy and self.pending is not None and self.pending.pid == relay:
+                self.pending.pid = pid
+                self._started[pid] = self._started.pop(relay, now)
+                out.append(Allow(pid))
             case SpawnFailed(reason) if self.state is State.STARTING:
                 self._fail(out, now, Cause.SPAWN, reason)
             case Notified(pid, fields):
@@ -375,12 +387,7 @@ class Handoff:
         if self.state is State.STOPPING:
             out.append(Hammer())
         elif self.state is State.DRAINING:
-            if self.policy.forward_stop and self.current is not None:
-                self.successor_stopping = True
-                out.append(SendSignal(self.current, sig))  # the manager still thinks we are main (PID file)
-                out.append(Log(logging.INFO, f"forwarded {signal.Signals(sig).name} to successor pid {self.current}"))
-            else:
-                out.append(Log(logging.INFO, "stop signal after hand-over: the manager signals the successor itself"))
+            out.append(Log(logging.INFO, "stop signal after hand-over: the manager signals the successor itself"))
         elif self.state is not State.DONE:
             self._stopping(out, now, sig)
 

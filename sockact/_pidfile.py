@@ -1,12 +1,11 @@
 """The PID file of a PID-file hand-over (``PIDFile=``, systemd.service(5)).
 
-systemd reads it when the main process exits and adopts the pid written there as the new main
-process; ``sockact units`` sets ``SOCKACT_PIDFILE`` to the same path so the app finds it.
+systemd reads it when the main process exits and after ExecReload=, and takes the pid written there
+as the main process; ``sockact units`` sets ``SOCKACT_PIDFILE`` to the same path so the app finds it.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 
 from ._errors import UpgradeError
@@ -52,29 +51,21 @@ def write_pidfile(path: str, pid: int) -> None:
 
 
 class PidFile:
-    """The PID file of a PID-file hand-over, written at the three moments the protocol needs.
+    """The PID file of a PID-file hand-over: it names whoever serves.
 
-    systemd reads the file when the main process exits (and adopts the pid there), and also after
-    ExecReload= exits: it must name the successor only once the successor is systemd's own child,
-    i.e. as its predecessor exits — never while the predecessor, whose child it is, still lives
-    ("Supervising process N which is not our child", docs/PROTOCOL.md §9–10).
+    systemd reads it when the main process exits and when ExecReload= exits, and takes the pid there
+    as the main process; it supervises that process fully only if it is systemd's own child. So a
+    cold start names itself, and a hand-over names the successor only once it is about to be made
+    systemd's child (``Child.orphan``; docs/PROTOCOL.md §5 and §9).
     """
 
     def __init__(self, path: str) -> None:
         self.path = path
 
     def claim(self) -> None:
-        """A cold start names itself (a successor does not: its predecessor names it as it exits)."""
+        """A cold start names itself (a successor does not: its predecessor names it at the hand-over)."""
         write_pidfile(self.path, os.getpid())
 
-    def check(self) -> None:
-        """Before a hand-over: rewrite our own pid, proving the file can be written at exit.
-        Raises UpgradeError, which fails the hand-over while this process still serves."""
-        write_pidfile(self.path, os.getpid())
-
-    def hand_to(self, pid: int) -> None:
-        """As this process exits: name the successor; a failure is logged (it is too late to undo)."""
-        try:
-            write_pidfile(self.path, pid)
-        except UpgradeError as exc:
-            logging.getLogger("sockact.upgrade").error("%s: systemd will not follow successor pid %d", exc, pid)
+    def name(self, pid: int) -> None:
+        """Name ``pid``. Raises UpgradeError, which fails a hand-over while this process still serves."""
+        write_pidfile(self.path, pid)

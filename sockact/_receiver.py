@@ -20,6 +20,7 @@ from types import TracebackType
 from ._errors import NotifyError
 from ._message import MAX_MESSAGE, parse_message
 from ._poll import readable_async
+from ._spawn import parent_of
 
 TYPE_CHECKING = False  # not typing's: a successor imports this on its way to READY=1
 if TYPE_CHECKING:
@@ -93,6 +94,8 @@ class NotifyReceiver:
         hold_barriers: bool = False,
     ) -> None:
         self.allowed_pids: set[int] | None = set(allowed_pids) if allowed_pids is not None else None
+        #: Pids whose children may send too (checked at receipt in /proc, only for senders not allowed).
+        self.allowed_parents: set[int] = set()
         self.hold_barriers = hold_barriers
         self._dir: str | None = None
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
@@ -120,11 +123,12 @@ class NotifyReceiver:
         """The socket's fd, for ``selectors``/``select``."""
         return self._sock.fileno()
 
-    def allow(self, pid: int) -> None:
-        """Accept messages from ``pid`` too (restricts the receiver if it was open to all)."""
+    def allow(self, pid: int, *, children: bool = False) -> None:
+        """Accept messages from ``pid`` too (restricts the receiver if it was open to all); with
+        ``children``, from any child of ``pid`` as well (a relaying shell's: ``spawn(relay=True)``)."""
         if self.allowed_pids is None:
             self.allowed_pids = set()
-        self.allowed_pids.add(pid)
+        (self.allowed_parents if children else self.allowed_pids).add(pid)
 
     def receive_nowait(self) -> Message | None:
         """One accepted message if one is queued, else None. Drops and logs rejected ones."""
@@ -157,8 +161,13 @@ class NotifyReceiver:
             reason = "control data truncated (too many fds)"
         elif flags & socket.MSG_TRUNC or len(data) > MAX_MESSAGE:
             reason = f"message longer than {MAX_MESSAGE} bytes"
-        elif self.allowed_pids is not None and pid not in self.allowed_pids:
-            reason = f"sender pid {pid} is not allowed (expected one of {sorted(self.allowed_pids)})"
+        elif (
+            self.allowed_pids is not None
+            and pid not in self.allowed_pids
+            and not (pid is not None and self.allowed_parents and parent_of(pid) in self.allowed_parents)
+        ):
+            children = f" or a child of {sorted(self.allowed_parents)}" if self.allowed_parents else ""
+            reason = f"sender pid {pid} is not allowed (expected one of {sorted(self.allowed_pids)}{children})"
         if reason is not None:
             log.warning("notify receiver %s: dropped a message from pid %s: %s", self.address, pid, reason)
             message.close()

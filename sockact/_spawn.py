@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import functools
 import os
 import signal
 import sys
@@ -25,6 +26,12 @@ from ._procenv import process_environ
 __all__ = ["Child", "spawn", "default_command"]
 
 _SH = "/bin/sh"
+#: The relaying shell: run the trampoline ($1) as a foreground command, not exec'd, and exit with its
+#: status. It survives the signals that would end it by default — a SIGTERM to its process group, a
+#: `systemctl kill -s HUP` — so it cannot leave the command untracked; traps are reset to the default
+#: across exec, so the command starts with every disposition at its default as systemd gives it.
+#: SIGKILL ends it (Child.orphan, or the last resort of Child.terminate, with its process group).
+_RELAY = 'trap : HUP INT QUIT ABRT USR1 USR2 PIPE ALRM TERM; s=$1; shift; "$0" -c "$s" "$@"; exit $?'
 _DEFAULT_SIGNALS = tuple(
     s for s in signal.valid_signals() if s not in (signal.SIGKILL, signal.SIGSTOP) and s < signal.SIGRTMIN
 )
@@ -56,36 +63,99 @@ def _leaked_fds(keep_below: int) -> list[int]:
 class Child:
     """A spawned process: its pid, a pidfd to wait on, and reaping. A context manager.
 
-    ``close()`` only releases the pidfd; it never kills — a successor must outlive its parent.
+    ``close()`` only releases the pidfds; it never kills — a successor must outlive its parent.
+
+    A *relayed* child (``spawn(relay=True)``) runs under a shell of ours that waits for it and exits
+    as it did (an exit status of 129–192 reads as death by signal 1–64, as sh(1) reports one); ``pid``
+    is that shell's until :meth:`identify` names the process itself. Its exit is the shell's, signals
+    go to the process (to the shell's process group while it has no name), and :meth:`orphan` ends
+    the shell, after which the child is no longer ours.
     """
 
-    def __init__(self, pid: int) -> None:
+    def __init__(self, pid: int, *, relayed: bool = False) -> None:
         self.pid = pid
         self.returncode: int | None = None
-        self.pidfd: int | None
-        try:
-            self.pidfd = os.pidfd_open(pid)
-        except (AttributeError, OSError):
-            self.pidfd = None
+        #: The relaying shell's pid while it lives (None: the process is our own child, or an orphan).
+        self.relay: int | None = pid if relayed else None
+        #: After :meth:`orphan`: no longer our child, its exit is seen (by pidfd) but its status is not.
+        self.orphaned = False
+        self.pidfd: int | None = _pidfd(pid)  #: the process's own (the relay's until identified)
+        self._relay_fd: int | None = None
 
     def __repr__(self) -> str:
         return f"<Child pid={self.pid} returncode={self.returncode}>"
 
+    def identify(self, pid: int) -> None:
+        """The relayed process is ``pid`` (learnt from its first message: its parent is the relay)."""
+        if self.relay is None or self.pid != self.relay:
+            raise UsageError(f"child pid {self.pid} is not an unnamed relayed child")
+        self._relay_fd, self.pidfd, self.pid = self.pidfd, _pidfd(pid), pid
+
+    def orphan(self) -> bool:
+        """End the relaying shell (SIGKILL, reaped), so that the kernel gives the process to the nearest
+        subreaper — systemd, whose child it then is (systemd.service(5) supervises only its children).
+        Returns whether the process still runs (if it exited first, :attr:`returncode` says how)."""
+        if self.relay is None:
+            raise UsageError(f"child pid {self.pid} has no relay to end")
+        relay, self.relay = self.relay, None
+        try:
+            os.kill(relay, signal.SIGKILL)  # our own unreaped child: its pid cannot have been reused
+        except ProcessLookupError:
+            pass
+        try:
+            _, status = os.waitpid(relay, 0)
+        except ChildProcessError:
+            status = None
+        if self._relay_fd is not None:
+            os.close(self._relay_fd)
+            self._relay_fd = None
+        if self._alive():
+            self.orphaned = True
+            return True
+        code = _relayed(os.waitstatus_to_exitcode(status)) if status is not None else -255
+        self.returncode = -255 if code == -signal.SIGKILL else code  # our SIGKILL came first: unknown
+        return False
+
+    def _alive(self) -> bool:
+        """Whether the process itself still runs (by pidfd; without one, by kill(pid, 0))."""
+        if self.pidfd is not None:
+            return not readable([self.pidfd], 0)
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
+    def _wait_fd(self) -> int | None:
+        return self._relay_fd if self.relay is not None and self._relay_fd is not None else self.pidfd
+
     def _reap(self, flags: int) -> int | None:
         if self.returncode is not None:
             return self.returncode
+        if self.orphaned:  # another's child now: its exit is visible, its status is not
+            if self.pidfd is not None and flags == 0:
+                readable([self.pidfd], None)
+            elif self._alive():
+                return None  # without a pidfd, wait() polls this
+            self.returncode = -255
+            return self.returncode
+        target = self.relay if self.relay is not None else self.pid
         try:
-            pid, status = os.waitpid(self.pid, flags)
+            pid, status = os.waitpid(target, flags)
         except ChildProcessError:
             self.returncode = -255  # reaped elsewhere (e.g. SIGCHLD=SIG_IGN)
             return self.returncode
         if pid == 0:
             return None
-        self.returncode = os.waitstatus_to_exitcode(status)
+        code = os.waitstatus_to_exitcode(status)
+        self.returncode = _relayed(code) if target == self.relay else code
         return self.returncode
 
     def poll(self) -> int | None:
-        """The exit code (negative signal number) if it has exited, else None. Reaps it."""
+        """The exit code (negative signal number) if it has exited, else None. Reaps it (or its relay;
+        an orphaned child's code is -255: unknown)."""
         return self._reap(os.WNOHANG)
 
     def wait(self, timeout: float | None = None) -> int | None:
@@ -100,17 +170,22 @@ class Child:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return None
-            if self.pidfd is not None:
-                readable([self.pidfd], remaining)
+            fd = self._wait_fd()
+            if fd is not None:
+                readable([fd], remaining)
             else:
                 time.sleep(min(remaining, 0.01))
 
     def send_signal(self, sig: int) -> bool:
-        """Signal the child unless it has been reaped; False if it was already gone."""
+        """Signal the child unless it has been reaped; False if it was already gone. A relayed child
+        with no name yet is signalled through its relay's process group (the relay itself survives a
+        SIGTERM, and passes on the exit)."""
         if self.returncode is not None:
             return False
         try:
-            if self.pidfd is not None:
+            if self.relay is not None and self.pid == self.relay:
+                os.killpg(self.relay, sig)  # our unreaped child leads the group: no reuse race
+            elif self.pidfd is not None:
                 signal.pidfd_send_signal(self.pidfd, sig)
             else:
                 os.kill(self.pid, sig)
@@ -128,10 +203,11 @@ class Child:
         return code
 
     def close(self) -> None:
-        """Release the pidfd. Idempotent; the process itself is left alone."""
-        if self.pidfd is not None:
-            os.close(self.pidfd)
-            self.pidfd = None
+        """Release the pidfds. Idempotent; the process itself is left alone."""
+        for fd in (self.pidfd, self._relay_fd):
+            if fd is not None:
+                os.close(fd)
+        self.pidfd = self._relay_fd = None
 
     def __enter__(self) -> Child:
         return self
@@ -140,6 +216,39 @@ class Child:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+def _relayed(code: int) -> int:
+    """A relaying shell's exit code as the command's: sh(1) exits 128+N for a command killed by signal N."""
+    return 128 - code if 128 < code <= 128 + 64 else code
+
+
+def children_of(pid: int) -> list[int]:
+    """The children of ``pid``'s main thread (proc(5), /proc/PID/task/PID/children; Linux ≥ 3.5 built
+    with CONFIG_PROC_CHILDREN, as distribution kernels are); [] when it cannot be read."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children", "rb") as f:
+            return [int(word) for word in f.read().split()]
+    except OSError:
+        return []
+
+
+def _pidfd(pid: int) -> int | None:
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        return None
+
+
+def parent_of(pid: int) -> int | None:
+    """The parent pid of ``pid`` (proc(5), /proc/PID/stat: the field after the name), None if gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    fields = stat[stat.rfind(b")") + 2 :].split()
+    return int(fields[1]) if len(fields) > 1 else None
 
 
 def _found(command: str, path: str | None) -> bool:
@@ -169,11 +278,17 @@ def spawn(
     notify_socket: str | None = None,
     upstream_notify_socket: str | None = None,
     cwd: str | None = None,
+    relay: bool = False,
 ) -> Child:
     """Start ``argv`` with ``fds`` as its fds 3.. named ``names``, as systemd starts a service.
 
     The environment is ``environ`` (default ``os.environ``) rebuilt by ``successor_env``:
     LISTEN_FDS/LISTEN_FDNAMES, LISTEN_PID (and WATCHDOG_PID) = the child's pid, NOTIFY_SOCKET.
+
+    With ``relay`` the command runs under a second ``/bin/sh`` that waits for it and exits as it did
+    (the first leads a new process group, which the command joins): :meth:`Child.orphan` can then
+    end that shell at the hand-over and make the command systemd's own child (see the module
+    docstring of ``_upgrade``). The returned Child has the shell's pid until :meth:`Child.identify`.
 
     Raises:
         SpawnError: the command could not be started (not found, not executable, fd limit).
@@ -208,15 +323,12 @@ def spawn(
             env["SOCKACT_CWD"] = cwd
         else:
             script = trampoline(pid_vars)
+        shell = [_SH, "-c", _RELAY, _SH, script, *argv] if relay else [_SH, "-c", script, *argv]
         try:
-            pid = os.posix_spawn(
-                _SH,
-                [_SH, "-c", script, *argv],
-                env,
-                file_actions=actions,
-                setsigmask=(),
-                setsigdef=_DEFAULT_SIGNALS,
+            start = functools.partial(
+                os.posix_spawn, _SH, shell, env, file_actions=actions, setsigmask=(), setsigdef=_DEFAULT_SIGNALS
             )
+            pid = start(setpgroup=0) if relay else start()
         except OSError as exc:
             hint = " (raise LimitNOFILE= / ulimit -n)" if exc.errno in (errno.EMFILE, errno.ENFILE) else ""
             raise SpawnError(f"cannot start {argv[0]!r}: {exc.strerror}{hint}") from exc
@@ -226,4 +338,4 @@ def spawn(
     finally:
         for fd in staged:
             os.close(fd)
-    return Child(pid)
+    return Child(pid, relayed=relay)

@@ -200,9 +200,9 @@ def _start_lines(
     if mode == "inprocess":
         return [
             "Type=notify",
-            "# The successor talks to systemd after its hand-over, before its predecessor has exited.",
+            "# The draining predecessor may still speak to systemd (its watchdog) once the successor is main.",
             "NotifyAccess=all",
-            "# PID-file hand-over: systemd adopts each successor when its predecessor exits (docs/PROTOCOL.md).",
+            "# PID-file hand-over: each successor is made systemd's child, then named here (docs/PROTOCOL.md).",
             f"PIDFile=%t/{name}/{name}.pid",
             f"ExecStart={_quote(command)}",
         ]

@@ -11,9 +11,14 @@ The successor is launched through the one spawn path (``_spawn.spawn``) with NOT
 at a fresh, pid-restricted :class:`NotifyReceiver`; the real manager's socket travels in
 ``SOCKACT_UPSTREAM_NOTIFY_SOCKET``. After its READY=1 the machine waits (up to ``BARRIER_WAIT``)
 for the BARRIER=1 that ``sockact.ready()`` sends next and holds it; then the upgrader tells the
-manager who is main now — ``MAINPID=<child>`` + READY=1, or, with ``pidfile=``, the PID file
-(atomically written, never following a symlink) and READY=1 without MAINPID — then BARRIER=1 so the
-manager has processed that before the successor (released from its barrier) speaks to it directly.
+manager who is main now — ``MAINPID=<child>`` + READY=1 — then BARRIER=1 so the manager has
+processed that before the successor (released from its barrier) speaks to it directly.
+
+With ``pidfile=`` the successor becomes systemd's own child first, so that systemd supervises it
+fully from the hand-over on (systemd.service(5): it follows only its children; a MAINPID= naming
+another's child gets "not our child"). It runs under a relaying shell (``spawn(relay=True)``); at
+the hand-over the upgrader writes its pid to the PID file (atomically, never through a symlink),
+ends the shell, so the kernel re-parents the successor to systemd, and only then sends MAINPID=.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import logging
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable, MutableMapping, Sequence
 from types import TracebackType
 
@@ -33,6 +39,7 @@ from ._env import UPSTREAM_NOTIFY_VAR
 from ._errors import SpawnError, StateError, SuccessorError, UpgradeError, UsageError
 from ._listeners import Listeners
 from ._pidfile import PIDFILE_VAR, PidFile, write_pidfile
+from ._poll import readable
 from ._procenv import process_environ
 from ._receiver import NotifyReceiver
 from ._signals import SignalPipe
@@ -65,13 +72,12 @@ class Upgrader(Driver):
     the successor if it took over, another attempt if it failed).
 
     ``pidfile`` (default: ``$SOCKACT_PIDFILE``, which units from ``sockact units`` set next to
-    ``PIDFile=``): hand over by PID file (this process's pid is written on ``__enter__`` of a cold start, the
-    successor's as this process exits, in :meth:`close`) instead of MAINPID=; pair it with ``PIDFile=``
-    and ``KillMode=mixed`` in the unit. systemd then adopts the successor when this process exits — by
-    then its child — and supervises it fully. Until then systemd signals this process, so stop signals
-    are forwarded to the successor too, and :meth:`close` waits (up to ``drain_timeout``) for the
-    successor to finish before this main process exits, lest systemd kill it mid-drain
-    (docs/PROTOCOL.md).
+    ``PIDFile=``): the hand-over that keeps systemd supervising the successor. A cold start writes its
+    own pid there on ``__enter__``; at a hand-over the successor's pid is written and the successor
+    is made systemd's own child before MAINPID= names it (the module docstring). Pair it with
+    ``PIDFile=`` and ``KillMode=mixed``: on stop systemd then signals the successor alone and kills
+    what is left once it exits, so a successor waits in :meth:`close` (up to ``drain_timeout``) for
+    a predecessor still draining (docs/PROTOCOL.md §5).
 
     ``control`` (default ``$SOCKACT_CONTROL``): the reload channel this process serves once it
     serves (:meth:`wait`), for ``ExecReload=sockact reload`` (docs/PROTOCOL.md §10).
@@ -112,7 +118,6 @@ class Upgrader(Driver):
             ready_timeout=ready_timeout,
             confirm=BARRIER_WAIT,
             reload_signal=reload_signal,
-            forward_stop=self.pidfile is not None,
             pid=os.getpid(),
         )
         super().__init__(
@@ -122,7 +127,8 @@ class Upgrader(Driver):
             listeners=listeners,
             control_path=control if control is not None else (self.environ.get(CONTROL_VAR) or None),
         )
-        self.askers.then_exit = self.pidfile is not None
+        #: PID-file mode, in a successor: a pidfd on the predecessor, which may still drain (see close()).
+        self._predecessor: int | None = None
         #: Set by a second stop signal: draining should end now.
         self.hammer = threading.Event()
         self._serving_signals: threading.Thread | None = None
@@ -144,6 +150,8 @@ class Upgrader(Driver):
         self.signals = SignalPipe([self.reload_signal, *self.stop_signals])
         if self.pidfile is not None and UPSTREAM_NOTIFY_VAR not in self.environ:
             PidFile(self.pidfile).claim()  # a cold start; a successor is named by its predecessor
+        elif self.pidfile is not None:
+            self._predecessor = _predecessor_pidfd(self.pidfile)
         return self
 
     def __exit__(
@@ -152,10 +160,11 @@ class Upgrader(Driver):
         self.close()
 
     def close(self) -> None:
-        """Stop serving signals and restore their handlers (after a PID-file hand-over the reload
-        signal stays ignored until this process exits). Idempotent; never signals a successor
-        that took over. If a stop was forwarded to the successor (PID-file mode), first wait for it
-        to exit; a successor still starting is terminated."""
+        """Stop serving signals and restore their handlers (after a hand-over the reload signal stays
+        ignored until this process exits: a stale ``kill -HUP $MAINPID`` may still reach it).
+        Idempotent; never signals a successor that took over. A successor in PID-file mode that took
+        over first waits (up to ``drain_timeout``) for its predecessor, if that still drains: with
+        KillMode=mixed, systemd kills what is left of the unit once its main process exits."""
         self._closing = True
         if self._serving_signals is not None:
             assert self.signals is not None
@@ -163,24 +172,41 @@ class Upgrader(Driver):
             self._serving_signals.join()
             self._serving_signals = None
             self.step(0)  # a signal that came as the thread ended
-        successor = self.successor
-        if self.machine.successor_stopping and successor is not None:
-            if successor.wait(self.drain_timeout) is None:
-                log.warning("successor pid %d still draining after %s s", successor.pid, self.drain_timeout)
-            self.machine.successor_stopping = False
-        handed_to = None
-        if self.pidfile is not None and successor is not None and successor.poll() is None:
-            PidFile(self.pidfile).hand_to(successor.pid)
-            handed_to = successor.pid
+        if self._predecessor is not None:
+            # Only once the hand-over to us happened (ready()'s handshake took the variable): a successor
+            # that fails before it must exit at once, its predecessor serving on.
+            if UPSTREAM_NOTIFY_VAR not in self.environ:
+                self._wait_for_predecessor(self._predecessor)
+            os.close(self._predecessor)
+            self._predecessor = None
+        handed_over = self.successor is not None
         self.close_control()
         self.close_children()
         self.close_receiver()
         if self.signals is not None:
-            # PID-file mode: systemd's MainPID (and $MAINPID in ExecReload=, and a script reading the
-            # file a moment ago) names this process until it exits (systemd.service(5), PIDFile=). A
-            # reload signal in that window must not kill it by the default action: it stays ignored.
-            self.signals.close(ignore=[self.reload_signal] if handed_to is not None else [])
+            self.signals.close(ignore=[self.reload_signal] if handed_over else [])
             self.signals = None
+
+    def _wait_for_predecessor(self, pidfd: int) -> None:
+        """Up to ``drain_timeout`` for the predecessor to exit; a stop signal now (a second one, the
+        hammer) ends the wait."""
+        deadline = time.monotonic() + self.drain_timeout
+        while (remaining := deadline - time.monotonic()) > 0:
+            ready = readable([pidfd] + ([self.signals.fileno()] if self.signals is not None else []), remaining)
+            if pidfd in ready:
+                return
+            if self.signals is not None and any(sig in self.stop_signals for sig in self.signals.read(0)):
+                log.warning("stop signal: not waiting for the predecessor to finish draining")
+                return
+        log.warning("predecessor still draining after %s s; exiting anyway", self.drain_timeout)
+
+    def stopped_accepting(self) -> None:
+        """Say that this process no longer accepts on the listeners though it still holds them (an
+        asyncio server whose own shutdown closes them later): ``sockact reload`` is answered now
+        rather than when the sockets are closed. Thread-safe."""
+        self.not_accepting = True
+        if self.signals is not None:
+            self.signals.raise_(0)  # wakes the loop (0 is no signal)
 
     def reload(self) -> None:
         """Ask for an upgrade as the reload signal would (handled by :meth:`wait`)."""
@@ -279,14 +305,64 @@ class Upgrader(Driver):
             environ=self.environ,
             notify_socket=self.receiver.address,
             upstream_notify_socket=self.upstream.address,  # "": no manager above us
+            relay=self.pidfile is not None,
         )
 
     def _hand_over(self, pid: int, status: str) -> None:
-        if self.pidfile is not None:  # READY=1 without MAINPID; the file names the successor as we exit
-            PidFile(self.pidfile).check()
-        self.upstream.hand_over(pid, f"{status} from pid {os.getpid()}", mainpid=self.pidfile is None)
+        child = self.children[pid]
+        if self.pidfile is not None:
+            PidFile(self.pidfile).name(pid)  # first: if it cannot be written, the successor is still ours
+            try:
+                if not child.orphan():  # systemd's child from here on (the relay is gone)
+                    raise UpgradeError(f"successor pid {pid} exited during the hand-over")
+                self.upstream.hand_over(pid, f"{status} from pid {os.getpid()}", mainpid=True)
+            except BaseException:
+                PidFile(self.pidfile).name(os.getpid())  # we serve on: the file must not name a process gone
+                raise
+        else:
+            self.upstream.hand_over(pid, f"{status} from pid {os.getpid()}", mainpid=True)
+        self._forward_pending_stop(child)
+
+    def _forward_pending_stop(self, child: Child) -> None:
+        """A stop signal that reached this process during the hand-over was sent while systemd still
+        had it as main: pass it on to the successor, main now, which systemd will not signal again
+        (KillMode=mixed). Other signals stay pending for the loop."""
+        if self.signals is None:
+            return
+        for sig in self.signals.read(0):
+            if sig in self.stop_signals:
+                child.send_signal(sig)
+                log.info(
+                    "forwarded %s, which came during the hand-over, to pid %d", signal.Signals(sig).name, child.pid
+                )
+            else:
+                self.signals.raise_(sig)
 
     def feed(self, event: h.Event) -> None:
         super().feed(event)
         if not self.machine.busy and self.receiver is not None and self._held is None:
             self.close_receiver()  # one receiver per upgrade: a late BARRIER's fd is closed with it
+
+
+def _predecessor_pidfd(pidfile: str) -> int | None:
+    """In a successor of a PID-file hand-over, before READY=1: a pidfd on the predecessor, which the
+    PID file still names and which started us through a relaying shell (our parent's parent).
+    None when that chain does not hold (a predecessor of an older sockact, or one already gone)."""
+    from ._spawn import parent_of
+
+    try:
+        with open(pidfile) as f:
+            named = int(f.read().strip() or 0)
+    except (OSError, ValueError):
+        return None
+    relay = os.getppid()
+    if named <= 1 or parent_of(relay) != named:
+        return None
+    try:
+        pidfd = os.pidfd_open(named)
+    except OSError:
+        return None
+    if parent_of(relay) != named or os.getppid() != relay:  # it exited meanwhile: the pid may be reused
+        os.close(pidfd)
+        return None
+    return pidfd

@@ -76,8 +76,7 @@ class Upstream:
 
     def hand_over(self, pid: int, status: str, *, mainpid: bool, confirm: bool = True) -> None:
         """Tell the manager ``pid`` serves now: ``MAINPID=pid`` + READY=1 + STATUS= (``mainpid=False``:
-        READY=1 + STATUS= only — a PID-file hand-over, where systemd learns the pid from PIDFile= when
-        this process exits, or a supervisor, which stays main itself).
+        READY=1 + STATUS= only — a supervisor, which stays main itself).
 
         ``confirm``: then BARRIER=1 (sd_notify_barrier(3)), so that the manager has processed the
         hand-over before the successor speaks to it. A manager that does not acknowledge within 5 s

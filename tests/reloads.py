@@ -127,9 +127,13 @@ def fd_count(pid: int) -> int:
 
 
 def sleep_on_owned_connection(
-    port: Where, result: dict[str, object], sent: threading.Event, tls: ssl.SSLContext | None = None
+    port: Where,
+    result: dict[str, object],
+    sent: threading.Event,
+    tls: ssl.SSLContext | None = None,
+    seconds: float = 2,
 ) -> None:
-    """Open a keep-alive connection (the server answering it owns it), then ask /sleep?seconds=2 on it.
+    """Open a keep-alive connection (the server answering it owns it), then ask /sleep?seconds=N on it.
 
     ``result`` gets ``owner`` (pid of the first answer), then ``status`` and ``pid`` of the sleep.
     """
@@ -143,7 +147,7 @@ def sleep_on_owned_connection(
             sock.close()
         with sock:
             result["owner"] = int(body.split()[1])
-            sock.sendall(b"GET /sleep?seconds=2 HTTP/1.1\r\nHost: x\r\n\r\n")
+            sock.sendall(f"GET /sleep?seconds={seconds:g} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
             sent.set()
             status, body, _ = _read_response(sock)
             result["status"], result["pid"] = status, int(body.split()[1])

@@ -11,13 +11,13 @@ import pytest
 from sockact import _handoff as h
 from sockact._handoff import State
 
-INPROC = h.Policy(ready_timeout=60.0, confirm=1.0, forward_stop=False)
-PIDFILE = h.Policy(ready_timeout=60.0, confirm=1.0, forward_stop=True)
+INPROC = h.Policy(ready_timeout=60.0, confirm=1.0)
 SUPER = h.Policy(ready_timeout=60.0, drain_timeout=30.0, warn_after=5.0, give_up_after=3)
 
 # Paths into each state, as (event, time) pairs fed from t=0.
 IN_STARTING = [(h.Reload(), 0.0)]
 IN_SPAWNED = [*IN_STARTING, (h.Spawned(7), 0.0)]
+IDENTIFIED = [*IN_SPAWNED, (h.Identified(7, 70), 0.5)]
 IN_CONFIRMING = [*IN_SPAWNED, (h.Notified(7, {"READY": "1"}), 1.0)]
 IN_HANDING = [*IN_CONFIRMING, (h.Notified(7, {"BARRIER": "1"}), 1.1)]
 IN_DRAINING = [*IN_HANDING, (h.HandedOver(), 1.2)]
@@ -138,16 +138,14 @@ TABLE = [
     ("stopping+stop (hammer)", INPROC, IN_STOPPING, h.Stop(), 1.0, State.STOPPING, ["Hammer"]),
     ("stopping+reload ignored", INPROC, IN_STOPPING, h.Reload(), 1.0, State.STOPPING, []),
     ("draining+reload forwarded", INPROC, IN_DRAINING, h.Reload(), 2.0, State.DRAINING, ["Signal(7,SIGHUP)"]),
-    ("draining+stop (MAINPID mode)", INPROC, IN_DRAINING, h.Stop(), 2.0, State.DRAINING, []),
-    (
-        "draining+stop (PID file)",
-        PIDFILE,
-        IN_DRAINING,
-        h.Stop(signal.SIGINT),
-        2.0,
-        State.DRAINING,
-        ["Signal(7,SIGINT)"],
-    ),
+    ("draining+stop (the manager's to the successor)", INPROC, IN_DRAINING, h.Stop(), 2.0, State.DRAINING, []),
+    # a relayed successor (PID-file mode) is named by its first message; its exit comes as the relay's
+    ("starting+identified", INPROC, IN_SPAWNED, h.Identified(7, 70), 0.5, State.STARTING, ["Allow(70)"]),
+    ("identified+READY", INPROC, IDENTIFIED, h.Notified(70, {"READY": "1"}), 1.0, State.CONFIRMING, []),
+    ("identified+old pid", INPROC, IDENTIFIED, h.Notified(7, {"READY": "1"}), 1.0, State.STARTING, []),
+    ("identified+exited", INPROC, IDENTIFIED, h.Exited(70, 1), 1.0, State.SERVING, ["Report(Failed)", "Tell(READY)"]),
+    ("identified twice", INPROC, IDENTIFIED, h.Identified(7, 71), 1.0, State.STARTING, []),
+    ("identified when idle", INPROC, [], h.Identified(7, 70), 0.0, State.SERVING, []),
     ("spawned nobody asked for", INPROC, [], h.Spawned(9), 0.0, State.SERVING, ["Terminate(9)"]),
     # supervisor
     ("sup start", SUPER, [], h.Start(), 0.0, State.STARTING, ["Spawn"]),

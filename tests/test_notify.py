@@ -207,6 +207,27 @@ def test_spoofed_sender_is_dropped(caplog: pytest.LogCaptureFixture) -> None:
         assert r.receive(timeout=5).fields == {"STATUS": "mine"}
 
 
+def test_a_relays_children_may_send_but_not_its_grandchildren(caplog: pytest.LogCaptureFixture) -> None:
+    """allow(pid, children=True), for a successor under a relaying shell (PID-file mode): a child of
+    ``pid`` is accepted, read from /proc at receipt (so while it lives, as a successor waiting for its
+    hand-over does); the child's own child is not."""
+    send = "import sockact, sys; sockact.status(sys.argv[1]); sys.stdin.read()"
+    with NotifyReceiver(allowed_pids=set()) as r:
+        r.allow(os.getpid(), children=True)
+        env = {**child_env(), "NOTIFY_SOCKET": r.address}
+        grandchild = f"import subprocess as s, sys; s.run([sys.executable, '-c', {send!r}, 'grand'], check=True)"
+        for code, accepted in ((send, True), (grandchild, False)):
+            with subprocess.Popen([sys.executable, "-c", code, "child"], env=env, stdin=subprocess.PIPE) as proc:
+                with caplog.at_level(logging.WARNING, "sockact.receiver"):
+                    message = r.receive(timeout=5 if accepted else 1)
+                assert proc.stdin is not None
+                proc.stdin.close()
+            if accepted:
+                assert message is not None and message.fields == {"STATUS": "child"}
+            else:
+                assert message is None and "not allowed" in caplog.text
+
+
 def test_path_receiver_not_connectable_by_another_uid() -> None:
     if os.getuid() != 0:
         pytest.skip("needs root to switch a child to nobody")

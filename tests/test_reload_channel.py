@@ -7,15 +7,17 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
 
 from sockact._ask import parse_reply, request_reload
 from sockact._loadgen import Load, get
+from sockact._spawn import parent_of
 
 from helpers import ROOT, FakeSystemd, child_env, free_port
-from reloads import become_subreaper, children_of, reap, serving_pid, start
+from reloads import become_subreaper, children_of, reap, serving_pid, sleep_on_owned_connection, start
 
 PY = sys.executable
 SOCKACT = [PY, "-m", "sockact"]
@@ -156,3 +158,81 @@ def test_a_stranger_on_the_path_is_not_a_server(tmp_path: object) -> None:
         began = time.monotonic()
         ok, text = request_reload(path, timeout=0.5)
         assert not ok and "no outcome within 0.5 s" in text and time.monotonic() - began < 5
+
+
+def test_pidfile_mode_returns_while_the_predecessor_drains_and_stop_waits_for_it(tmp_path: object) -> None:
+    """PID-file mode: `sockact reload` returns once the new code serves, while the predecessor still
+    drains an in-flight request; the PID file names the successor at once, and the successor is the
+    manager's child (this test process plays systemd as subreaper) already. A second reload in that
+    drain works as well, and a stop of the newest main process waits for every older one to finish:
+    with KillMode=mixed systemd would kill what is left once the main process exits."""
+    port = free_port()
+    control = os.path.join(str(tmp_path), "app.control")
+    pidfile = os.path.join(str(tmp_path), "app.pid")
+    server = [PY, HTTP, "--listen", f"127.0.0.1:{port}", "--drain-timeout", "30"]
+    env = child_env({"SOCKACT_CONTROL": control, "SOCKACT_PIDFILE": pidfile})
+
+    def named() -> int:
+        with open(pidfile) as f:
+            return int(f.read())
+
+    with FakeSystemd() as systemd:
+        env["NOTIFY_SOCKET"] = systemd.address
+        proc, first = start(server, port, env, os.path.join(str(tmp_path), "log"))
+        pids = [first]
+        held: dict[str, object] = {}
+        sent = threading.Event()
+        holder = threading.Thread(target=sleep_on_owned_connection, args=(port, held, sent), kwargs={"seconds": 6})
+        holder.start()
+        try:
+            assert sent.wait(10) and held.get("owner") == first, held
+            for _ in range(2):  # the second while the first predecessor still drains its /sleep
+                out = sockact_reload(control)
+                assert out.returncode == 0, out.stderr
+                new = int(out.stdout.split()[3])
+                assert proc.poll() is None, "the reload waited for the first predecessor's exit"
+                assert named() == new and parent_of(new) == os.getpid(), (named(), new, parent_of(new))
+                told = systemd.wait_for(lambda m, new=new: m.get("MAINPID") == str(new))
+                assert told.get("READY") == "1"
+                pids.append(new)
+            os.kill(pids[-1], signal.SIGTERM)  # systemctl stop: KillMode=mixed signals the main process only
+            _, status = os.waitpid(pids[-1], 0)
+            assert os.waitstatus_to_exitcode(status) == 0
+            assert proc.poll() is not None  # the newest exited only after the first had finished
+            holder.join(30)
+            assert held.get("status") == 200 and held.get("pid") == first, held
+        finally:
+            holder.join(30)
+            stop(pids)
+            proc.wait(30)
+
+
+@pytest.mark.parametrize("how", ["closes its listeners", "says it stopped accepting"])
+def test_ok_comes_once_the_old_generation_lets_go(how: str) -> None:
+    """A `sockact reload` past the hand-over is answered `ok` only once this process (the old
+    generation, in-process) holds no listening socket, read from /proc, or has said it stopped
+    accepting on them (an asyncio server, whose shutdown closes them later)."""
+    import socket
+
+    import sockact
+    from sockact._control import Request
+    from sockact._upgrade import Upgrader
+
+    with sockact.get_listeners({"http": "127.0.0.1:0"}, environ={}) as ls:
+        up = Upgrader(ls, environ={}, command=["true"])
+        asker, server = socket.socketpair()
+        with asker:
+            up.askers.confirming.append((Request(server, os.getpid()), None, 4242))
+            up._confirm()
+            asker.setblocking(False)
+            with pytest.raises(BlockingIOError):
+                asker.recv(100)  # still accepting: no answer yet
+            if how == "closes its listeners":
+                ls.close()
+            else:
+                up.stopped_accepting()
+            up._confirm()
+            asker.setblocking(True)
+            asker.settimeout(5)
+            assert asker.recv(100) == b"ok 4242\n"
+        up.close()

@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import signal
 import subprocess
 import sys
 
 import pytest
 
-from helpers import child_env
+from sockact._spawn import Child, children_of, parent_of, spawn
+
+from helpers import child_env, until
 
 LEAKY_PARENT = r"""
 import json, os, socket, sys
@@ -79,3 +82,60 @@ def test_the_executable_check_reads_path_like_shutil_which(
         (where / "mycmd").chmod(0o755)
     monkeypatch.chdir(tmp_path)
     assert _found("mycmd", path) == (shutil.which("mycmd", path=path) is not None)
+
+
+def _named(child: Child) -> int:
+    """The relayed process's pid, once its relay has started it (bounded)."""
+    until(lambda: bool(children_of(child.pid)), timeout=10)
+    pid = children_of(child.pid)[0]
+    child.identify(pid)
+    return pid
+
+
+@pytest.mark.parametrize(("script", "code"), [("exit 0", 0), ("exit 7", 7), ("exit 255", 255), ("kill -9 $$", -9)])
+def test_a_relay_passes_on_the_exit(script: str, code: int) -> None:
+    with spawn(["/bin/sh", "-c", script], relay=True) as child:
+        assert child.wait(10) == code
+
+
+def test_a_relay_outlives_signals_that_would_orphan_its_child() -> None:
+    """SIGHUP, SIGTERM, SIGUSR1 to the relay alone (`systemctl kill -s HUP` reaches every process of the
+    unit): it stays, so the command is never left running untracked; its exit still comes through."""
+    with spawn(["/bin/sleep", "30"], relay=True) as child:
+        pid = _named(child)
+        relay = child.relay
+        assert relay is not None
+        for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGUSR1):
+            os.kill(relay, sig)
+        assert child.poll() is None and parent_of(pid) == relay
+        os.kill(pid, signal.SIGTERM)
+        assert child.wait(10) == -signal.SIGTERM
+
+
+def test_an_unnamed_relayed_child_is_stopped_through_the_process_group() -> None:
+    with spawn(["/bin/sleep", "30"], relay=True) as child:
+        until(lambda: bool(children_of(child.pid)), timeout=10)
+        sleeper = children_of(child.pid)[0]
+        assert child.terminate(5) == -signal.SIGTERM
+        assert not os.path.exists(f"/proc/{sleeper}")
+
+
+@pytest.mark.parametrize("pidfds", [True, False])
+def test_an_orphaned_child_is_watched_by_pidfd_or_without_one(pidfds: bool) -> None:
+    """After orphan() the process is another's child (here: init's, or a subreaper's): its exit is seen,
+    its status is not (-255). Without pidfds (Linux < 5.3) kill(pid, 0) tells whether it runs."""
+    with spawn(["/bin/sleep", "30"], relay=True) as child:
+        pid = _named(child)
+        if not pidfds:
+            assert child.pidfd is not None
+            os.close(child.pidfd)
+            child.pidfd = None
+        relay = child.relay
+        assert child.orphan() is True and child.relay is None
+        adopter = parent_of(pid)  # init, or this test process if another module made it a subreaper
+        assert adopter is not None and adopter != relay and not os.path.exists(f"/proc/{relay}")
+        assert child.poll() is None
+        os.kill(pid, signal.SIGTERM)
+        if adopter == os.getpid():  # this test process is a subreaper (another module made it one): reap
+            os.waitpid(pid, 0)
+        assert child.wait(10) == -255

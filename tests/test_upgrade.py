@@ -7,6 +7,7 @@ import pathlib
 import signal
 import socket
 import sys
+import threading
 import time
 
 import pytest
@@ -14,9 +15,11 @@ import pytest
 import sockact
 from sockact import NotifyReceiver, UpgradeError
 from sockact._pidfile import write_pidfile
+from sockact._spawn import parent_of, spawn
 from sockact._upgrade import Upgrader
 
 from helpers import ROOT, FakeSystemd, child_env
+from reloads import become_subreaper
 
 SUCCESSOR = r"""
 import os, sys
@@ -28,6 +31,14 @@ if mode == "exit":
 if mode == "hang":
     import time; time.sleep(60)
 ls = sockact.get_listeners({"http": "127.0.0.1:1"})
+if mode.startswith("say-then-exit:"):  # a successor that speaks once and exits at once
+    with open(mode.split(":", 1)[1], "w") as f:
+        f.write(str(os.getpid()))
+    sockact.status("about to exit")
+    sys.exit(3)
+if mode.startswith("fail-in-upgrader:"):  # a successor that fails between its Upgrader and READY=1
+    with sockact.Upgrader(ls, pidfile=mode.split(":", 1)[1], drain_timeout=30):
+        sys.exit(3)
 sockact.ready()
 sockact.status(f"successor {os.getpid()} inherited={sorted(ls.inherited)} unclaimed={ls.unclaimed}")
 conn, _ = ls["http"].accept()
@@ -95,20 +106,104 @@ def test_failed_successor_leaves_us_serving(setup: tuple, mode: str, reason: str
     assert ls["http"].fileno() >= 0  # our listener is untouched
 
 
-def test_pidfile_mode_sends_no_mainpid(setup: tuple, tmp_path: object) -> None:
+def test_pidfile_mode_makes_the_successor_the_managers_child_before_naming_it(setup: tuple, tmp_path: object) -> None:
+    """PID-file mode: at the hand-over the successor's relaying shell is ended, so the kernel gives the
+    successor to the nearest subreaper (systemd; this test process here), and only then do the PID
+    file and MAINPID= name it: systemd supervises it as its own child at once."""
+    become_subreaper()
     ls, upstream, script = setup
     pidfile = os.path.join(str(tmp_path), "app.pid")
+    write_pidfile(pidfile, os.getpid())
     up = upgrader(ls, upstream, script, "serve", pidfile=pidfile)
     child = up.upgrade()
-    with open(pidfile) as f:
-        assert f.read() == f"{os.getpid()}\n"  # still us: systemd must not adopt a child that is ours
-    up.close()  # as this process exits, the PID file names the successor (re-parented to systemd by then)
-    with open(pidfile) as f:
-        assert f.read() == f"{child.pid}\n"
+    assert pathlib.Path(pidfile).read_text() == f"{child.pid}\n"
+    assert parent_of(child.pid) == os.getpid()  # ours ("systemd's"), not the upgrader's, already
+    told = [m.fields for m in drain(upstream, 3)]
+    assert told[1]["MAINPID"] == str(child.pid) and told[1]["READY"] == "1", told
     with socket.create_connection(("127.0.0.1", ls["http"].getsockname()[1]), timeout=10) as c:
-        c.recv(100)
-    child.wait(10)
-    assert not any("MAINPID" in m for m in drain(upstream))
+        assert c.recv(100) == f"pid {child.pid}".encode()
+    _, status = os.waitpid(child.pid, 0)  # the manager reaps it: its exit status is the manager's to see
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert child.wait(10) == -255  # the upgrader sees the exit, not the status
+    up.close()
+    assert pathlib.Path(pidfile).read_text() == f"{child.pid}\n"  # nothing rewritten as we exit
+
+
+def test_a_failing_successor_does_not_wait_for_its_predecessor(setup: tuple, tmp_path: object) -> None:
+    """A PID-file successor waits for its predecessor before it exits only once it took over: one that
+    fails before READY=1 exits at once (its predecessor, still serving, would not exit for it)."""
+    ls, upstream, script = setup
+    pidfile = os.path.join(str(tmp_path), "app.pid")
+    write_pidfile(pidfile, os.getpid())
+    up = upgrader(ls, upstream, script, f"fail-in-upgrader:{pidfile}", pidfile=pidfile, ready_timeout=10.0)
+    with pytest.raises(UpgradeError, match="exited with status 3 before READY=1"):  # not "not ready within"
+        up.upgrade()
+    up.close()
+
+
+def test_a_relayed_successor_is_named_by_its_own_pid(setup: tuple, tmp_path: object) -> None:
+    """Under its relay (PID-file mode) the successor is named as soon as the relay has started it, so a
+    message it sends just before it exits is taken and its failure names its own pid, not the shell's."""
+    ls, upstream, script = setup
+    pidfile, said = os.path.join(str(tmp_path), "app.pid"), os.path.join(str(tmp_path), "successor.pid")
+    write_pidfile(pidfile, os.getpid())
+    up = upgrader(ls, upstream, script, f"say-then-exit:{said}", pidfile=pidfile, ready_timeout=10.0)
+    with pytest.raises(UpgradeError, match="exited with status 3 before READY=1") as info:
+        up.upgrade()
+    assert f"successor pid {pathlib.Path(said).read_text()} " in str(info.value)
+    up.close()
+
+
+def test_a_stop_that_came_during_the_hand_over_goes_on_to_the_successor(setup: tuple) -> None:
+    """systemd sent it while this process was still main; once MAINPID= names the successor, nobody
+    would stop the successor (KillMode=mixed signals the main process only). Other signals stay."""
+    ls, _, _ = setup
+    with Upgrader(ls, environ={}, command=["true"]) as up, spawn(["/bin/sleep", "30"]) as sleeper:
+        assert up.signals is not None
+        up.signals.raise_(signal.SIGTERM)
+        up.signals.raise_(signal.SIGHUP)
+        up._forward_pending_stop(sleeper)
+        assert sleeper.wait(10) == -signal.SIGTERM
+        assert up.signals.read(0) == [signal.SIGHUP]
+
+
+def test_a_second_stop_ends_the_wait_for_the_predecessor(setup: tuple) -> None:
+    ls, _, _ = setup
+    with spawn(["/bin/sleep", "30"]) as predecessor:
+        up = Upgrader(ls, environ={}, command=["true"], drain_timeout=60).__enter__()
+        assert predecessor.pidfd is not None
+        up._predecessor = os.dup(predecessor.pidfd)  # as a successor that took over finds it
+        up.signals.raise_(signal.SIGTERM)  # type: ignore[union-attr]
+        up.close()  # returns: the stop cut the wait (else 60 s, and the assertion below would still hold)
+        assert up._predecessor is None and predecessor.poll() is None
+        predecessor.terminate(5)
+
+
+@pytest.mark.parametrize("how", ["exit", "hang"])
+def test_pidfile_mode_failures_leave_no_relay_or_successor(setup: tuple, tmp_path: object, how: str) -> None:
+    """A relayed successor that exits (status relayed) or hangs (terminated through its relay's
+    process group) fails the upgrade as a direct child would; nothing of it is left."""
+    ls, upstream, script = setup
+    pidfile = os.path.join(str(tmp_path), "app.pid")
+    write_pidfile(pidfile, os.getpid())
+    children = pathlib.Path(f"/proc/{os.getpid()}/task/{threading.get_native_id()}/children")
+    before = set(children.read_text().split())  # other tests' servers may still be on their way out
+    up = upgrader(ls, upstream, script, how, pidfile=pidfile, ready_timeout=1.0)
+    with pytest.raises(UpgradeError, match="exited with status 1" if how == "exit" else "not ready within") as info:
+        up.upgrade()
+    assert pathlib.Path(pidfile).read_text() == f"{os.getpid()}\n"
+    assert set(children.read_text().split()) <= before  # the relay was reaped
+    relay = int(str(info.value).split("successor pid ")[1].split()[0])  # no message named the successor
+    assert not os.path.exists(f"/proc/{relay}")
+    assert not [pid for pid in os.listdir("/proc") if pid.isdigit() and script in _cmdline(pid)]  # nor the successor
+    up.close()
+
+
+def _cmdline(pid: str) -> str:
+    try:
+        return pathlib.Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return ""
 
 
 def test_pidfile_never_follows_a_symlink(tmp_path: object) -> None:

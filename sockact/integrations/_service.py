@@ -17,6 +17,7 @@ from .._notify import ready
 from .._poll import readable
 from .._startline import describe_sockets, start_line
 from .._upgrade import Upgrader
+from ..serve import stop_accepting
 
 __all__ = ["Listen", "Service", "finish", "listen_spec", "ready_async", "unread"]
 
@@ -109,6 +110,12 @@ class Service:
             if self._listeners is not None:
                 self._listeners.close()
                 self._listeners = None
+
+    async def stop_accepting(self) -> None:
+        """Stop accepting (:func:`sockact.serve.stop_accepting`) and tell the upgrader, which answers a
+        waiting ``sockact reload`` at once: the server closes the sockets only later, in its shutdown."""
+        await stop_accepting(self.sockets)
+        self.upgrader.stopped_accepting()
 
     def ready(self, server: str) -> None:
         """The server accepts on every listener: log the start line (``server`` and its version),

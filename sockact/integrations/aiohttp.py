@@ -20,7 +20,6 @@ import ssl
 from collections.abc import MutableMapping
 from typing import Any
 
-from ..serve import stop_accepting
 from ..serve._grace import DEFAULT_GRACE
 from ._quiet import Activity
 from ._service import Listen, Service, finish, ready_async
@@ -86,7 +85,7 @@ async def serve(
             await ready_async(service, "aiohttp")
             outcome = await service.upgrader.wait_async()
             deadline = time.monotonic() + drain_timeout
-            await stop_accepting(service.sockets)
+            await service.stop_accepting()
             tls = ssl_context is not None
             await activity.quiet(drain_timeout, service.upgrader.hammer, None if tls else lambda: _open(runner))
             if hasattr(runner, "_shutdown_timeout"):  # aiohttp reads it when cleanup() runs

@@ -36,7 +36,6 @@ from collections.abc import MutableMapping
 from typing import Any
 
 from .._errors import SockactError
-from ..serve import stop_accepting
 from ..serve._grace import DEFAULT_GRACE
 from ._quiet import Activity, asgi_middleware
 from ._service import Listen, Service, finish, ready_async
@@ -124,7 +123,7 @@ async def serve(
             return "failed"
         outcome = waiting.result()
         deadline = time.monotonic() + drain_timeout
-        await stop_accepting(service.sockets)
+        await service.stop_accepting()
         _announce_shutdown()
         await activity.quiet(drain_timeout, service.upgrader.hammer)
         cfg.graceful_timeout = max(deadline - time.monotonic(), 0.1)

@@ -21,7 +21,6 @@ import contextlib
 from collections.abc import Generator, MutableMapping
 from typing import Any
 
-from ..serve import stop_accepting
 from ..serve._grace import DEFAULT_GRACE
 from ._quiet import Activity, asgi_middleware
 from ._service import Listen, Service, finish, ready_async
@@ -82,7 +81,7 @@ async def serve(
             return "failed"
         outcome = waiting.result()
         deadline = time.monotonic() + drain_timeout
-        await stop_accepting(service.sockets)
+        await service.stop_accepting()
         count = None if server.config.is_ssl else (lambda: len(server.server_state.connections))
         await activity.quiet(drain_timeout, service.upgrader.hammer, count)
         server.config.timeout_graceful_shutdown = max(deadline - time.monotonic(), 0.1)  # type: ignore[assignment]
