@@ -58,9 +58,9 @@ class Driver:
         self.receiver: NotifyReceiver | None = None
         self._message: Message | None = None  #: the message being fed (a Hold keeps it)
         self._held: Message | None = None
-        #: The reload channel (``sockact reload``), its askers waiting for the upgrade under way, and
-        #: those waiting for the old generation to let go of the listening sockets (pid None: us).
-        #: The reload channel's path (``sockact reload``), the channel once bound, and who waits on it.
+        #: The reload channel's path (``sockact reload``), the channel once bound, and its askers: those
+        #: waiting for the upgrade under way, then for the old generation (pid None: us) to let go of
+        #: the listening sockets.
         self.control_path = control_path
         self.control: ControlServer | None = None
         self.askers = Askers()
@@ -154,7 +154,9 @@ class Driver:
         if deadline is not None:
             wait = max(0.0, deadline - self.clock())
             timeout = wait if timeout is None else min(timeout, wait)
-        watched = [c.pidfd for pid in self.machine.children() if (c := self.children.get(pid)) and c.pidfd is not None]
+        watched = [
+            c.wait_fd for pid in self.machine.children() if (c := self.children.get(pid)) and c.wait_fd is not None
+        ]
         if len(watched) < len(self.machine.children()):
             timeout = 0.05 if timeout is None else min(timeout, 0.05)  # no pidfd: poll for the exit
         for owner in (self.signals, self.receiver, self.control):
@@ -214,13 +216,16 @@ class Driver:
         return waiting
 
     def _identify(self, pid: int) -> None:
-        """A message from a relayed child names it: from now on it is known (and kept) by its own pid."""
+        """``pid`` is the child of a relay (/proc says, or its message came): if that relay's child is
+        the successor the machine waits for and has no name yet, name it; from then on it is known
+        (and kept) by its own pid, and the machine takes the same name (it is pending and busy)."""
         if pid in self.children:
             return
         relay = parent_of(pid)
         child = self.children.get(relay) if relay is not None else None
-        if child is not None and child.relay == relay and child.pid == relay:
-            child.identify(pid)
+        if child is None or child.relay != relay or child.pid != relay or self.machine.pending_pid != relay:
+            return
+        if child.identify(pid):
             self.children[pid] = self.children.pop(relay)
             self.feed(h.Identified(relay, pid))
 

@@ -111,8 +111,8 @@ class Spawned(Record):
 
 
 class Identified(Record):
-    """The successor spawned as ``relay`` (a shell that waits for it: PID-file mode) is ``pid``: its
-    first message told. Its exit still comes as the relay's, reported under ``pid`` from here on."""
+    """The successor spawned as ``relay`` (a shell that waits for it: PID-file mode) is ``pid``: /proc
+    or its first message told. Its exit still comes as the relay's, reported under ``pid`` from here on."""
 
     relay: int
     pid: int
@@ -171,7 +171,8 @@ class Tell(Record):
 
 
 class HandOver(Record):
-    """Tell the manager ``pid`` serves now (PID file or MAINPID=, READY=1, barrier; supervisor: READY=1);
+    """Tell the manager ``pid`` serves now (in-process: MAINPID=, READY=1, barrier, after the PID file
+    in PID-file mode; supervisor: READY=1);
     answer with HandedOver or HandOverFailed."""
 
     pid: int

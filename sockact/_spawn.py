@@ -85,18 +85,26 @@ class Child:
     def __repr__(self) -> str:
         return f"<Child pid={self.pid} returncode={self.returncode}>"
 
-    def identify(self, pid: int) -> None:
-        """The relayed process is ``pid`` (learnt from its first message: its parent is the relay)."""
+    def identify(self, pid: int) -> bool:
+        """Name the relayed process ``pid`` (its relay's child, read from /proc or learnt from its first
+        message). False, and nothing changes, if ``pid`` is no longer the relay's child once its pidfd
+        is taken (it exited: the pid may be another's)."""
         if self.relay is None or self.pid != self.relay:
             raise UsageError(f"child pid {self.pid} is not an unnamed relayed child")
-        self._relay_fd, self.pidfd, self.pid = self.pidfd, _pidfd(pid), pid
+        pidfd = _pidfd(pid)
+        if pidfd is None or parent_of(pid) != self.relay:
+            if pidfd is not None:
+                os.close(pidfd)
+            return False
+        self._relay_fd, self.pidfd, self.pid = self.pidfd, pidfd, pid
+        return True
 
     def orphan(self) -> bool:
         """End the relaying shell (SIGKILL, reaped), so that the kernel gives the process to the nearest
         subreaper — systemd, whose child it then is (systemd.service(5) supervises only its children).
         Returns whether the process still runs (if it exited first, :attr:`returncode` says how)."""
-        if self.relay is None:
-            raise UsageError(f"child pid {self.pid} has no relay to end")
+        if self.relay is None or self.pid == self.relay or self.pidfd is None:
+            raise UsageError(f"child pid {self.pid} is not a named relayed child")
         relay, self.relay = self.relay, None
         try:
             os.kill(relay, signal.SIGKILL)  # our own unreaped child: its pid cannot have been reused
@@ -117,28 +125,20 @@ class Child:
         return False
 
     def _alive(self) -> bool:
-        """Whether the process itself still runs (by pidfd; without one, by kill(pid, 0))."""
-        if self.pidfd is not None:
-            return not readable([self.pidfd], 0)
-        try:
-            os.kill(self.pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
+        """Whether the named process itself still runs (by its pidfd)."""
+        return self.pidfd is not None and not readable([self.pidfd], 0)
 
-    def _wait_fd(self) -> int | None:
+    @property
+    def wait_fd(self) -> int | None:
+        """The pidfd that becomes readable when :meth:`poll` can reap: the relay's while there is one."""
         return self._relay_fd if self.relay is not None and self._relay_fd is not None else self.pidfd
 
     def _reap(self, flags: int) -> int | None:
         if self.returncode is not None:
             return self.returncode
-        if self.orphaned:  # another's child now: its exit is visible, its status is not
-            if self.pidfd is not None and flags == 0:
-                readable([self.pidfd], None)
-            elif self._alive():
-                return None  # without a pidfd, wait() polls this
+        if self.orphaned:  # another's child now (orphan() needs its pidfd): its exit is seen, not its status
+            if self.pidfd is not None and not readable([self.pidfd], None if flags == 0 else 0):
+                return None
             self.returncode = -255
             return self.returncode
         target = self.relay if self.relay is not None else self.pid
@@ -150,6 +150,10 @@ class Child:
         if pid == 0:
             return None
         code = os.waitstatus_to_exitcode(status)
+        if target == self.relay and self.pid != self.relay and self._alive():
+            # the relay was killed (by SIGKILL: it traps the rest) before its command: that may not run on
+            # untracked, holding the listeners
+            signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)  # type: ignore[arg-type]
         self.returncode = _relayed(code) if target == self.relay else code
         return self.returncode
 
@@ -170,7 +174,7 @@ class Child:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return None
-            fd = self._wait_fd()
+            fd = self.wait_fd
             if fd is not None:
                 readable([fd], remaining)
             else:

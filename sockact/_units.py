@@ -202,7 +202,7 @@ def _start_lines(
             "Type=notify",
             "# The draining predecessor may still speak to systemd (its watchdog) once the successor is main.",
             "NotifyAccess=all",
-            "# PID-file hand-over: each successor is made systemd's child, then named here (docs/PROTOCOL.md).",
+            "# PID-file hand-over: each successor is named here and made systemd's child (docs/PROTOCOL.md).",
             f"PIDFile=%t/{name}/{name}.pid",
             f"ExecStart={_quote(command)}",
         ]

@@ -127,8 +127,10 @@ class Upgrader(Driver):
             listeners=listeners,
             control_path=control if control is not None else (self.environ.get(CONTROL_VAR) or None),
         )
-        #: PID-file mode, in a successor: a pidfd on the predecessor, which may still drain (see close()).
+        #: PID-file mode, in a successor: a pidfd on the predecessor, which may still drain, and the relay
+        #: that started us (our parent until the hand-over ends it; see close()).
         self._predecessor: int | None = None
+        self._predecessor_pid = self._relay = 0
         #: Set by a second stop signal: draining should end now.
         self.hammer = threading.Event()
         self._serving_signals: threading.Thread | None = None
@@ -151,7 +153,8 @@ class Upgrader(Driver):
         if self.pidfile is not None and UPSTREAM_NOTIFY_VAR not in self.environ:
             PidFile(self.pidfile).claim()  # a cold start; a successor is named by its predecessor
         elif self.pidfile is not None:
-            self._predecessor = _predecessor_pidfd(self.pidfile)
+            self._relay = os.getppid()
+            self._predecessor_pid, self._predecessor = _predecessor_pidfd(self.pidfile)
         return self
 
     def __exit__(
@@ -173,9 +176,11 @@ class Upgrader(Driver):
             self._serving_signals = None
             self.step(0)  # a signal that came as the thread ended
         if self._predecessor is not None:
-            # Only once the hand-over to us happened (ready()'s handshake took the variable): a successor
-            # that fails before it must exit at once, its predecessor serving on.
-            if UPSTREAM_NOTIFY_VAR not in self.environ:
+            # Only once the hand-over to us happened — our relay ended, and the PID file no longer naming
+            # the predecessor (it is put back when MAINPID= fails): a successor whose hand-over failed
+            # must exit at once, its predecessor serving on.
+            handed_over = self.pidfile is not None and not _names(self.pidfile, self._predecessor_pid)
+            if os.getppid() != self._relay and handed_over:
                 self._wait_for_predecessor(self._predecessor)
             os.close(self._predecessor)
             self._predecessor = None
@@ -297,6 +302,8 @@ class Upgrader(Driver):
         except OSError as exc:  # EMFILE and friends (NotifyError is one too)
             hint = " (raise LimitNOFILE= / ulimit -n)" if exc.errno in (errno.EMFILE, errno.ENFILE) else ""
             raise SpawnError(f"cannot create the successor's notify socket: {exc.strerror or exc}{hint}") from exc
+        if self.pidfile is not None and not _pidfds():
+            raise SpawnError("the PID-file hand-over needs pidfds (Linux >= 5.3): cannot follow the successor")
         fds, names = self.listeners.passed_on()
         return spawn(
             self.command,
@@ -321,7 +328,10 @@ class Upgrader(Driver):
                 raise
         else:
             self.upstream.hand_over(pid, f"{status} from pid {os.getpid()}", mainpid=True)
-        self._forward_pending_stop(child)
+        try:  # MAINPID= was delivered: from here on nothing may fail the hand-over
+            self._forward_pending_stop(child)
+        except OSError as exc:
+            log.error("could not pass on a stop signal to pid %d: %s", pid, exc)
 
     def _forward_pending_stop(self, child: Child) -> None:
         """A stop signal that reached this process during the hand-over was sent while systemd still
@@ -344,25 +354,42 @@ class Upgrader(Driver):
             self.close_receiver()  # one receiver per upgrade: a late BARRIER's fd is closed with it
 
 
-def _predecessor_pidfd(pidfile: str) -> int | None:
-    """In a successor of a PID-file hand-over, before READY=1: a pidfd on the predecessor, which the
-    PID file still names and which started us through a relaying shell (our parent's parent).
-    None when that chain does not hold (a predecessor of an older sockact, or one already gone)."""
+def _predecessor_pidfd(pidfile: str) -> tuple[int, int | None]:
+    """In a successor of a PID-file hand-over, before READY=1: the predecessor, which the PID file still
+    names and which started us through a relaying shell (our parent's parent), and a pidfd on it.
+    ``(0, None)`` when that chain does not hold (a predecessor of an older sockact, or one gone)."""
     from ._spawn import parent_of
 
     try:
         with open(pidfile) as f:
             named = int(f.read().strip() or 0)
     except (OSError, ValueError):
-        return None
+        return 0, None
     relay = os.getppid()
     if named <= 1 or parent_of(relay) != named:
-        return None
+        return 0, None
     try:
         pidfd = os.pidfd_open(named)
     except OSError:
-        return None
+        return 0, None
     if parent_of(relay) != named or os.getppid() != relay:  # it exited meanwhile: the pid may be reused
         os.close(pidfd)
-        return None
-    return pidfd
+        return 0, None
+    return named, pidfd
+
+
+def _names(pidfile: str, pid: int) -> bool:
+    try:
+        with open(pidfile) as f:
+            return f.read().strip() == str(pid)
+    except OSError:
+        return False
+
+
+def _pidfds() -> bool:
+    """Whether this kernel has pidfds (pidfd_open(2), Linux 5.3)."""
+    try:
+        os.close(os.pidfd_open(os.getpid()))
+    except (AttributeError, OSError):
+        return False
+    return True

@@ -89,5 +89,5 @@ class Upstream:
         if confirm and self.address:
             try:
                 barrier(5.0, environ=self.environ)
-            except NotifyError as exc:
+            except (NotifyError, OSError) as exc:  # EMFILE for its pipe too: the hand-over was delivered
                 log.warning("hand-over sent, but the manager did not confirm it: %s", exc)

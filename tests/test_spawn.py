@@ -88,7 +88,7 @@ def _named(child: Child) -> int:
     """The relayed process's pid, once its relay has started it (bounded)."""
     until(lambda: bool(children_of(child.pid)), timeout=10)
     pid = children_of(child.pid)[0]
-    child.identify(pid)
+    assert child.identify(pid)
     return pid
 
 
@@ -120,16 +120,11 @@ def test_an_unnamed_relayed_child_is_stopped_through_the_process_group() -> None
         assert not os.path.exists(f"/proc/{sleeper}")
 
 
-@pytest.mark.parametrize("pidfds", [True, False])
-def test_an_orphaned_child_is_watched_by_pidfd_or_without_one(pidfds: bool) -> None:
+def test_an_orphaned_child_is_watched_by_its_pidfd() -> None:
     """After orphan() the process is another's child (here: init's, or a subreaper's): its exit is seen,
-    its status is not (-255). Without pidfds (Linux < 5.3) kill(pid, 0) tells whether it runs."""
+    its status is not (-255)."""
     with spawn(["/bin/sleep", "30"], relay=True) as child:
         pid = _named(child)
-        if not pidfds:
-            assert child.pidfd is not None
-            os.close(child.pidfd)
-            child.pidfd = None
         relay = child.relay
         assert child.orphan() is True and child.relay is None
         adopter = parent_of(pid)  # init, or this test process if another module made it a subreaper
@@ -139,3 +134,22 @@ def test_an_orphaned_child_is_watched_by_pidfd_or_without_one(pidfds: bool) -> N
         if adopter == os.getpid():  # this test process is a subreaper (another module made it one): reap
             os.waitpid(pid, 0)
         assert child.wait(10) == -255
+
+
+def test_a_relay_killed_first_takes_its_named_child_along() -> None:
+    """SIGKILL is the one signal the relay cannot trap: its child, named and holding the listeners, must
+    not run on untracked."""
+    with spawn(["/bin/sleep", "30"], relay=True) as child:
+        pid = _named(child)
+        assert child.relay is not None
+        os.kill(child.relay, signal.SIGKILL)
+        assert child.wait(10) == -signal.SIGKILL
+        assert child.pidfd is not None and readable_now(child.pidfd)  # the sleeper was killed too
+        if parent_of(pid) == os.getpid():  # this test process is a subreaper (another module made it one)
+            os.waitpid(pid, 0)
+
+
+def readable_now(fd: int) -> bool:
+    import select
+
+    return bool(select.select([fd], [], [], 5)[0])

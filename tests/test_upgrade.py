@@ -167,15 +167,20 @@ def test_a_stop_that_came_during_the_hand_over_goes_on_to_the_successor(setup: t
         assert up.signals.read(0) == [signal.SIGHUP]
 
 
-def test_a_second_stop_ends_the_wait_for_the_predecessor(setup: tuple) -> None:
+def test_a_second_stop_ends_the_wait_for_the_predecessor(setup: tuple, tmp_path: object) -> None:
+    """A successor that took over waits for its predecessor as it exits; a stop signal then cuts it."""
     ls, _, _ = setup
+    pidfile = os.path.join(str(tmp_path), "app.pid")
     with spawn(["/bin/sleep", "30"]) as predecessor:
-        up = Upgrader(ls, environ={}, command=["true"], drain_timeout=60).__enter__()
+        up = Upgrader(ls, environ={}, command=["true"], pidfile=pidfile, drain_timeout=60).__enter__()
         assert predecessor.pidfd is not None
-        up._predecessor = os.dup(predecessor.pidfd)  # as a successor that took over finds it
+        # as a successor that took over finds itself: relay gone, the PID file no longer naming the predecessor
+        up._predecessor, up._predecessor_pid, up._relay = os.dup(predecessor.pidfd), predecessor.pid, -1
         up.signals.raise_(signal.SIGTERM)  # type: ignore[union-attr]
-        up.close()  # returns: the stop cut the wait (else 60 s, and the assertion below would still hold)
-        assert up._predecessor is None and predecessor.poll() is None
+        waited = []
+        up._wait_for_predecessor = lambda fd, real=up._wait_for_predecessor: waited.append(fd) or real(fd)  # type: ignore[method-assign]
+        up.close()  # returns: the stop cut the wait (else up to 60 s)
+        assert waited and up._predecessor is None and predecessor.poll() is None
         predecessor.terminate(5)
 
 
