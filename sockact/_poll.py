@@ -4,11 +4,11 @@ many connections — or one whose fd table was once full — reaches, found by t
 from __future__ import annotations
 
 import select
-from collections.abc import Iterable
 
 TYPE_CHECKING = False  # not typing's: importing typing costs more than this module
 if TYPE_CHECKING:
     import asyncio
+    from collections.abc import Iterable
 
 __all__ = ["readable", "readable_async"]
 
