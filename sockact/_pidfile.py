@@ -10,7 +10,7 @@ import os
 
 from ._errors import UpgradeError
 
-__all__ = ["PIDFILE_VAR", "PidFile", "write_pidfile"]
+__all__ = ["PIDFILE_VAR", "PidFile", "read_pidfile", "write_pidfile"]
 
 #: Where an app started by a sockact-generated unit learns its PID file (the unit's PIDFile=).
 PIDFILE_VAR = "SOCKACT_PIDFILE"
@@ -48,6 +48,15 @@ def write_pidfile(path: str, pid: int) -> None:
             f"cannot write PID file {path} ({what}: {exc.strerror}); check PIDFile= and that its directory "
             "is writable by the service (RuntimeDirectory=)"
         ) from exc
+
+
+def read_pidfile(path: str) -> int | None:
+    """The pid ``path`` names; None when it cannot be read or names none."""
+    try:
+        with open(path) as f:
+            return int(f.read().strip())
+    except (OSError, ValueError):
+        return None
 
 
 class PidFile:

@@ -38,7 +38,7 @@ from ._drive import Driver
 from ._env import UPSTREAM_NOTIFY_VAR
 from ._errors import SpawnError, StateError, SuccessorError, UpgradeError, UsageError
 from ._listeners import Listeners
-from ._pidfile import PIDFILE_VAR, PidFile, write_pidfile
+from ._pidfile import PIDFILE_VAR, PidFile, read_pidfile, write_pidfile
 from ._poll import readable
 from ._procenv import process_environ
 from ._receiver import NotifyReceiver
@@ -179,8 +179,8 @@ class Upgrader(Driver):
             # Only once the hand-over to us happened — our relay ended, and the PID file no longer naming
             # the predecessor (it is put back when MAINPID= fails): a successor whose hand-over failed
             # must exit at once, its predecessor serving on.
-            handed_over = self.pidfile is not None and not _names(self.pidfile, self._predecessor_pid)
-            if os.getppid() != self._relay and handed_over:
+            took_over = self.pidfile is not None and read_pidfile(self.pidfile) != self._predecessor_pid
+            if os.getppid() != self._relay and took_over:
                 self._wait_for_predecessor(self._predecessor)
             os.close(self._predecessor)
             self._predecessor = None
@@ -360,11 +360,7 @@ def _predecessor_pidfd(pidfile: str) -> tuple[int, int | None]:
     ``(0, None)`` when that chain does not hold (a predecessor of an older sockact, or one gone)."""
     from ._spawn import parent_of
 
-    try:
-        with open(pidfile) as f:
-            named = int(f.read().strip() or 0)
-    except (OSError, ValueError):
-        return 0, None
+    named = read_pidfile(pidfile) or 0
     relay = os.getppid()
     if named <= 1 or parent_of(relay) != named:
         return 0, None
@@ -376,14 +372,6 @@ def _predecessor_pidfd(pidfile: str) -> tuple[int, int | None]:
         os.close(pidfd)
         return 0, None
     return named, pidfd
-
-
-def _names(pidfile: str, pid: int) -> bool:
-    try:
-        with open(pidfile) as f:
-            return f.read().strip() == str(pid)
-    except OSError:
-        return False
 
 
 def _pidfds() -> bool:
