@@ -244,6 +244,15 @@ def _pidfd(pid: int) -> int | None:
         return None
 
 
+def _pidfds() -> bool:
+    """Whether this kernel has pidfds (pidfd_open(2), Linux 5.3)."""
+    fd = _pidfd(os.getpid())
+    if fd is None:
+        return False
+    os.close(fd)
+    return True
+
+
 def parent_of(pid: int) -> int | None:
     """The parent pid of ``pid`` (proc(5), /proc/PID/stat: the field after the name), None if gone."""
     try:
@@ -295,7 +304,8 @@ def spawn(
     docstring of ``_upgrade``). The returned Child has the shell's pid until :meth:`Child.identify`.
 
     Raises:
-        SpawnError: the command could not be started (not found, not executable, fd limit).
+        SpawnError: the command could not be started (not found, not executable, fd limit; a relay
+            without pidfds).
     """
     if not argv:
         raise SpawnError("no command to start: the successor's argv is empty")
@@ -303,6 +313,8 @@ def spawn(
         raise SpawnError(f"cannot start {argv[0]!r}: no such executable (check the path and PATH)")
     if len(fds) != len(names):
         raise UsageError(f"spawn got {len(fds)} fds but {len(names)} names")
+    if relay and not _pidfds():
+        raise SpawnError("a relayed child needs pidfds (Linux >= 5.3) to be followed once orphaned")
     env, pid_vars = successor_env(
         process_environ() if environ is None else environ,
         list(names),

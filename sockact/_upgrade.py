@@ -302,8 +302,6 @@ class Upgrader(Driver):
         except OSError as exc:  # EMFILE and friends (NotifyError is one too)
             hint = " (raise LimitNOFILE= / ulimit -n)" if exc.errno in (errno.EMFILE, errno.ENFILE) else ""
             raise SpawnError(f"cannot create the successor's notify socket: {exc.strerror or exc}{hint}") from exc
-        if self.pidfile is not None and not _pidfds():
-            raise SpawnError("the PID-file hand-over needs pidfds (Linux >= 5.3): cannot follow the successor")
         fds, names = self.listeners.passed_on()
         return spawn(
             self.command,
@@ -372,12 +370,3 @@ def _predecessor_pidfd(pidfile: str) -> tuple[int, int | None]:
         os.close(pidfd)
         return 0, None
     return named, pidfd
-
-
-def _pidfds() -> bool:
-    """Whether this kernel has pidfds (pidfd_open(2), Linux 5.3)."""
-    try:
-        os.close(os.pidfd_open(os.getpid()))
-    except (AttributeError, OSError):
-        return False
-    return True
