@@ -24,9 +24,13 @@ from sockact.serve import HTTPServer  # noqa: E402
 
 
 def fill_fds() -> None:
-    """Open /dev/null until EMFILE (bounded by a lowered RLIMIT_NOFILE); release them 0.5 s later."""
+    """Open /dev/null until EMFILE (bounded by a lowered RLIMIT_NOFILE); release them 0.5 s later.
+
+    Meanwhile the soft limit is 3: a connection that ends under load frees an fd, and the spawn path
+    could take it; with every number below the limit in use (stdio), each new fd fails with EMFILE."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (min(soft, 4096), hard))
+    limit = min(soft, 4096)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (limit, hard))
     held = []
     try:
         for _ in range(5000):
@@ -35,10 +39,12 @@ def fill_fds() -> None:
         pass
 
     def release() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (limit, hard))
         for fd in held:
             os.close(fd)
 
     threading.Timer(0.5, release).start()
+    resource.setrlimit(resource.RLIMIT_NOFILE, (3, hard))
 
 
 def main() -> int:
