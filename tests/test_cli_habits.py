@@ -5,11 +5,13 @@ does, one word per mode, and a forgotten ``--`` before the program gets a hint i
 from __future__ import annotations
 
 import argparse
+import contextlib
 import pathlib
 import socket
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 
 import pytest
 
@@ -98,22 +100,32 @@ def test_log_level_choices_are_the_journal_levels() -> None:
         assert list(action.choices or []) == list(LEVELS), command
 
 
-def test_sockact_reload_imports_only_what_it_needs(tmp_path: pathlib.Path) -> None:
-    # every `systemctl reload` starts this command: on its way to "ok" no argparse, no socket module (its
-    # enums), no logging, no typing; its failure path alone imports logging, for the journal's prefix
-    path = str(tmp_path / "control")
+@contextlib.contextmanager
+def one_answer(path: str, answer: bytes) -> Iterator[None]:
+    """A reload channel at ``path`` that answers one request with ``answer``, in a thread joined on exit."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as server:
         server.bind(path)
         server.listen()
 
-        def answer() -> None:
+        def reply() -> None:
             conn, _ = server.accept()
             with conn:
                 conn.recv(100)
-                conn.sendall(b"ok 4242\n")
+                conn.sendall(answer)
 
-        answering = threading.Thread(target=answer)
-        answering.start()
+        replying = threading.Thread(target=reply)
+        replying.start()
+        try:
+            yield
+        finally:
+            replying.join(10)
+
+
+def test_sockact_reload_imports_only_what_it_needs(tmp_path: pathlib.Path) -> None:
+    # every `systemctl reload` starts this command: on its way to "ok" no argparse, no socket module (its
+    # enums), no logging, no typing; its failure path alone imports logging, for the journal's prefix
+    path = str(tmp_path / "control")
+    with one_answer(path, b"ok 4242\n"):
         code = (
             "import sys; from sockact.cli import main; "
             f"code = main(['reload', '--control={path}']); print(code, ' '.join(sorted(sys.modules)))"
@@ -121,7 +133,6 @@ def test_sockact_reload_imports_only_what_it_needs(tmp_path: pathlib.Path) -> No
         done = subprocess.run(
             [sys.executable, "-c", code], env=child_env(), capture_output=True, text=True, check=True, timeout=30
         )
-        answering.join(10)
     said, modules = done.stdout.splitlines()
     status, *loaded = modules.split()
     assert status == "0" and said == "sockact reload: pid 4242 serving", done.stdout
@@ -140,6 +151,36 @@ def test_sockact_reload_imports_only_what_it_needs(tmp_path: pathlib.Path) -> No
     heavy = {"asyncio", "subprocess", "typing", "json", "argparse", "sockact._supervisor", "sockact._listeners"}
     assert status == "1" and "nothing serves the reload channel" in done.stderr, done.stderr
     assert not set(loaded) & heavy, sorted(set(loaded) & heavy)
+
+
+@pytest.mark.parametrize(
+    ("answer", "status", "stream", "said"),
+    [
+        (b"ok 4242\n", 0, "stdout", "sockact reload: pid 4242 serving"),
+        (
+            b"failed the successor exited with status 3\n",
+            1,
+            "stderr",
+            "sockact reload: the successor exited with status 3",
+        ),
+    ],
+)
+def test_the_program_ends_itself_with_the_answer_flushed(
+    tmp_path: pathlib.Path, answer: bytes, status: int, stream: str, said: str
+) -> None:
+    # As a program (no argv), the fast path skips the interpreter's teardown with os._exit: the exit
+    # status must still be the outcome, and the line must reach a pipe (block-buffered) whole.
+    path = str(tmp_path / "control")
+    with one_answer(path, answer):
+        done = subprocess.run(
+            [sys.executable, "-m", "sockact", "reload", f"--control={path}"],
+            env={k: v for k, v in child_env().items() if k != "PYTHONUNBUFFERED"},  # buffered, as under systemd
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    assert done.returncode == status, (done.stdout, done.stderr)
+    assert getattr(done, stream).strip().removeprefix("<3>") == said, (done.stdout, done.stderr)
 
 
 @pytest.mark.parametrize(
