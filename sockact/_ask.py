@@ -3,7 +3,8 @@
 Its start-up is part of every reload's round trip, so this module imports only C modules, the
 interpreter's own and ``_poll`` (``_socket``, not ``socket``: the wrapper's enums cost 6 ms), and :func:`quick`
 answers the forms ``sockact units`` writes without argparse. ``sockact reload`` took 27 ms on the
-test machine through the full command line and takes 8 ms here, as long as ``python -c pass``: it ends with ``os._exit``.
+test machine through the full command line and takes 8 ms here, as long as ``python -c pass`` (it
+ends with ``os._exit``).
 
 The protocol (docs/PROTOCOL.md §10), one line each way on a unix stream socket:
 
@@ -28,6 +29,7 @@ from ._poll import readable
 TYPE_CHECKING = False  # not typing's: importing typing costs this command more than it does itself
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
+    from typing import TextIO
 
 __all__ = ["CONTROL_VAR", "parse_reply", "quick", "quick_args", "report", "request_reload", "seconds"]
 
@@ -133,13 +135,22 @@ def _gone(pid: int, timeout: float) -> bool:
 def report(ok: bool, text: str) -> int:
     """Print the outcome as ``sockact reload`` does and return its exit status (0, or 1: failed)."""
     if ok:
-        print(f"sockact reload: {text}")
+        _say(f"sockact reload: {text}", sys.stdout)
         return 0
     from ._journal import fd_is_journal  # logging: only a failure pays for it
 
-    journal = fd_is_journal(sys.stderr.fileno())
-    print(f"{'<3>' if journal else ''}sockact reload: {text}", file=sys.stderr)  # journalctl -p err shows it
+    journal = sys.stderr is not None and fd_is_journal(sys.stderr.fileno())
+    _say(f"{'<3>' if journal else ''}sockact reload: {text}", sys.stderr)  # journalctl -p err shows it
     return 1
+
+
+def _say(line: str, stream: TextIO | None) -> None:
+    """Print ``line`` to ``stream`` if it can take it: a closed or full stdout must not turn the
+    reload's outcome, which is the exit status, into a traceback."""
+    try:
+        print(line, file=stream)
+    except OSError:
+        pass
 
 
 def quick_args(words: Sequence[str], environ: Mapping[str, str]) -> tuple[str, float] | None:

@@ -41,7 +41,8 @@ def _exit(status: int) -> NoReturn:
     the reload's outcome is the exit status, which ExecReload= reports."""
     for stream in (sys.stdout, sys.stderr):
         try:
-            stream.flush()
+            if stream is not None:  # None: the fd was closed when the interpreter started
+                stream.flush()
         except (OSError, ValueError):  # ValueError: the stream was closed
             pass
     os._exit(status)

@@ -183,6 +183,36 @@ def test_the_program_ends_itself_with_the_answer_flushed(
     assert getattr(done, stream).strip().removeprefix("<3>") == said, (done.stdout, done.stderr)
 
 
+@pytest.mark.parametrize("buffered", [True, False])
+@pytest.mark.parametrize("redirect", [">&-", ">/dev/full"])
+def test_a_stdout_that_cannot_take_the_line_leaves_the_outcome(
+    tmp_path: pathlib.Path, redirect: str, buffered: bool
+) -> None:
+    # The reload's outcome is the exit status: a closed or full stdout must not make it a traceback.
+    path = str(tmp_path / "control")
+    with one_answer(path, b"ok 4242\n"):
+        done = subprocess.run(
+            [
+                "/bin/sh",
+                "-c",
+                f'exec "$@" {redirect}',
+                "sh",
+                sys.executable,
+                "-m",
+                "sockact",
+                "reload",
+                f"--control={path}",
+            ],
+            env={
+                k: v for k, v in child_env({"PYTHONUNBUFFERED": "1"}).items() if not buffered or k != "PYTHONUNBUFFERED"
+            },
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=30,
+        )
+    assert done.returncode == 0 and not done.stderr, done.stderr
+
+
 @pytest.mark.parametrize(
     "words",
     [
