@@ -211,8 +211,8 @@ class Driver:
                 started = children_of(child.relay)
                 if started:
                     self._identify(started[0])
-                else:
-                    waiting = waiting or os.path.exists(f"/proc/{child.relay}/task/{child.relay}/children")
+                elif started is not None:
+                    waiting = True
         return waiting
 
     def _identify(self, pid: int) -> None:

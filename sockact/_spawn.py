@@ -227,14 +227,15 @@ def _relayed(code: int) -> int:
     return 128 - code if 128 < code <= 128 + 64 else code
 
 
-def children_of(pid: int) -> list[int]:
+def children_of(pid: int) -> list[int] | None:
     """The children of ``pid``'s main thread (proc(5), /proc/PID/task/PID/children; Linux ≥ 3.5 built
-    with CONFIG_PROC_CHILDREN, as distribution kernels are); [] when it cannot be read."""
+    with CONFIG_PROC_CHILDREN, as distribution kernels are); None when that cannot be read (``pid`` is
+    gone, or the kernel has no such file)."""
     try:
         with open(f"/proc/{pid}/task/{pid}/children", "rb") as f:
             return [int(word) for word in f.read().split()]
     except OSError:
-        return []
+        return None
 
 
 def _pidfd(pid: int) -> int | None:

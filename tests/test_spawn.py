@@ -87,7 +87,9 @@ def test_the_executable_check_reads_path_like_shutil_which(
 def _named(child: Child) -> int:
     """The relayed process's pid, once its relay has started it (bounded)."""
     until(lambda: bool(children_of(child.pid)), timeout=10)
-    pid = children_of(child.pid)[0]
+    started = children_of(child.pid)
+    assert started
+    pid = started[0]
     assert child.identify(pid)
     return pid
 
@@ -115,7 +117,9 @@ def test_a_relay_outlives_signals_that_would_orphan_its_child() -> None:
 def test_an_unnamed_relayed_child_is_stopped_through_the_process_group() -> None:
     with spawn(["/bin/sleep", "30"], relay=True) as child:
         until(lambda: bool(children_of(child.pid)), timeout=10)
-        sleeper = children_of(child.pid)[0]
+        started = children_of(child.pid)
+        assert started
+        sleeper = started[0]
         assert child.terminate(5) == -signal.SIGTERM
         assert not os.path.exists(f"/proc/{sleeper}")
 
@@ -153,3 +157,14 @@ def readable_now(fd: int) -> bool:
     import select
 
     return bool(select.select([fd], [], [], 5)[0])
+
+
+def test_children_of_tells_no_children_from_no_answer() -> None:
+    # The driver polls /proc while a relay has not started its child yet ([]), and stops once /proc
+    # cannot tell (None: the relay is gone, or the kernel has no children file).
+    with spawn(["/bin/sleep", "30"], relay=True) as child:
+        relay = child.pid
+        until(lambda: bool(children_of(relay)), timeout=10)
+        assert children_of(os.getpid()) is not None
+        assert child.terminate(5) == -signal.SIGTERM
+    assert children_of(relay) is None
