@@ -43,7 +43,7 @@ from ._poll import readable
 from ._procenv import process_environ
 from ._receiver import NotifyReceiver
 from ._signals import SignalPipe
-from ._spawn import Child, default_command, spawn
+from ._spawn import Child, default_command, parent_of, spawn
 from ._upstream import Upstream
 
 __all__ = ["PIDFILE_VAR", "Upgrader", "write_pidfile"]
@@ -356,8 +356,6 @@ def _predecessor_pidfd(pidfile: str) -> tuple[int, int | None]:
     """In a successor of a PID-file hand-over, before READY=1: the predecessor, which the PID file still
     names and which started us through a relaying shell (our parent's parent), and a pidfd on it.
     ``(0, None)`` when that chain does not hold (a predecessor of an older sockact, or one gone)."""
-    from ._spawn import parent_of
-
     named = read_pidfile(pidfile) or 0
     relay = os.getppid()
     if named <= 1 or parent_of(relay) != named:
