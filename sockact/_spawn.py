@@ -31,6 +31,8 @@ _SH = "/bin/sh"
 #: `systemctl kill -s HUP` — so it cannot leave the command untracked; traps are reset to the default
 #: across exec, so the command starts with every disposition at its default as systemd gives it.
 #: SIGKILL ends it (Child.orphan, or the last resort of Child.terminate, with its process group).
+#: The traps also hold in its fork until that execs the command: a signal landing in those microseconds
+#: is swallowed, and Child.terminate's SIGKILL after its grace is what ends such a child.
 _RELAY = 'trap : HUP INT QUIT ABRT USR1 USR2 PIPE ALRM TERM; s=$1; shift; "$0" -c "$s" "$@"; exit $?'
 _DEFAULT_SIGNALS = tuple(
     s for s in signal.valid_signals() if s not in (signal.SIGKILL, signal.SIGSTOP) and s < signal.SIGRTMIN

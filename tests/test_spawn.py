@@ -84,12 +84,28 @@ def test_the_executable_check_reads_path_like_shutil_which(
     assert _found("mycmd", path) == (shutil.which("mycmd", path=path) is not None)
 
 
-def _named(child: Child) -> int:
-    """The relayed process's pid, once its relay has started it (bounded)."""
-    until(lambda: bool(children_of(child.pid)), timeout=10)
-    started = children_of(child.pid)
+def _sleeper(relay: int) -> int:
+    """The relay's child once it runs sleep(1) (bounded). Until its exec that child is a fork of the relay
+    with the relay's traps, which swallow a signal sent then: a test that signals it must wait for this."""
+
+    def running() -> bool:
+        started = children_of(relay)
+        if not started:
+            return False
+        try:
+            return pathlib.Path(f"/proc/{started[0]}/comm").read_text() == "sleep\n"
+        except OSError:  # gone between the two reads
+            return False
+
+    until(running, timeout=10)
+    started = children_of(relay)
     assert started
-    pid = started[0]
+    return started[0]
+
+
+def _named(child: Child) -> int:
+    """The relayed process's pid, named, once its relay has started it and it runs sleep(1)."""
+    pid = _sleeper(child.pid)
     assert child.identify(pid)
     return pid
 
@@ -116,10 +132,7 @@ def test_a_relay_outlives_signals_that_would_orphan_its_child() -> None:
 
 def test_an_unnamed_relayed_child_is_stopped_through_the_process_group() -> None:
     with spawn(["/bin/sleep", "30"], relay=True) as child:
-        until(lambda: bool(children_of(child.pid)), timeout=10)
-        started = children_of(child.pid)
-        assert started
-        sleeper = started[0]
+        sleeper = _sleeper(child.pid)
         assert child.terminate(5) == -signal.SIGTERM
         assert not os.path.exists(f"/proc/{sleeper}")
 
@@ -164,7 +177,8 @@ def test_children_of_tells_no_children_from_no_answer() -> None:
     # cannot tell (None: the relay is gone, or the kernel has no children file).
     with spawn(["/bin/sleep", "30"], relay=True) as child:
         relay = child.pid
-        until(lambda: bool(children_of(relay)), timeout=10)
+        assert children_of(relay) is not None
+        _sleeper(relay)
         assert children_of(os.getpid()) is not None
         assert child.terminate(5) == -signal.SIGTERM
     assert children_of(relay) is None
