@@ -146,6 +146,7 @@ SERVERS: dict[str, Server] = {
                 "timeout_graceful_shutdown": "--drain-timeout",
                 "ssl_certfile": "--certfile",
                 "ssl_keyfile": "--keyfile",
+                "interface": "an ASGI 3 app (served as one)",
             },
             tls=lambda cert, key: {"ssl_certfile": cert, "ssl_keyfile": key},
         ),

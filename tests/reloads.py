@@ -110,6 +110,15 @@ def reap_any() -> dict[int, int]:
         codes[pid] = os.waitstatus_to_exitcode(status)
 
 
+def running_after(pids: Sequence[int], seconds: float) -> list[int]:
+    """Those of ``pids`` still running (not exited, not a zombie) once ``seconds`` have passed or all
+    of them exited, whichever comes first; any pid, not only our children (nothing is reaped)."""
+    deadline = time.monotonic() + seconds
+    while (running := [pid for pid in pids if _state(pid) != "Z"]) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return running
+
+
 def live_children() -> list[int]:
     return [pid for pid in children_of(os.getpid()) if os.path.exists(f"/proc/{pid}") and _state(pid) != "Z"]
 
@@ -267,6 +276,9 @@ def wrk_across_reloads(
                 if i == 1:
                     thread, across = in_flight(port)
                 pids.append(reload(port, pids, target=proc.pid if signal_started else None))
+            # Each predecessor must drain under the load, not once wrk leaves: a drain that never told
+            # the keep-alive clients to move (Connection: close) would keep them until wrk stops.
+            results["still_draining"] = running_after(pids[:-1], 5.0)
             results["keepalive"], results["close"] = keepalive.stop(), closing.stop()
             results["output"] = {"keepalive": keepalive.output, "close": closing.output}
         if thread is not None:

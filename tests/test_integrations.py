@@ -5,6 +5,7 @@ and READY=1 only once the server accepts."""
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 from typing import Any
 
@@ -191,3 +192,78 @@ def test_the_asgi_middleware_adds_connection_close_when_draining_or_asked(
     assert seen_in_flight == [1] and activity.in_flight == 0
     # the clock is read at construction, and per request only during a drain (begin and end)
     assert len(reads) == (3 if draining else 1)
+
+
+@pytest.mark.parametrize(
+    ("scope", "draining", "says_close"),
+    [
+        ({"type": "http", "http_version": "1.1"}, False, False),  # before the drain: the app as it is
+        ({"type": "http", "http_version": "1.1"}, True, True),
+        ({"type": "http", "http_version": "1.0"}, True, True),
+        ({"type": "http", "http_version": "2"}, True, False),  # HTTP/2 drains by GOAWAY
+        ({"type": "websocket", "http_version": "1.1"}, True, False),  # a handshake keeps its Upgrade
+    ],
+)
+def test_closing_when_draining_leaves_requests_alone_until_the_drain(
+    scope: dict[str, object], draining: bool, says_close: bool
+) -> None:
+    """uvicorn's wrapper: no per-request work before the drain (the app gets the server's own send),
+    ``Connection: close`` on HTTP/1.x responses during it, unless the app named a Connection itself."""
+    import asyncio
+
+    from sockact.integrations._quiet import Activity, closing_when_draining
+
+    activity = Activity(idle_grace=1)
+    activity.draining = draining
+    sent: list[dict[str, object]] = []
+    given: list[object] = []
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    def app(connection: bytes | None) -> Any:
+        async def asgi(scope: object, receive: object, send_: Any) -> None:
+            given.append(send_)
+            named = [(b"connection", connection)] if connection else []
+            await send_({"type": "http.response.start", "status": 200, "headers": named})
+            await send_({"type": "http.response.body", "body": b""})
+
+        return asgi
+
+    asyncio.run(closing_when_draining(app(None), activity)(scope, None, send))  # type: ignore[arg-type]
+    assert ((b"connection", b"close") in sent[0]["headers"]) is says_close  # type: ignore[operator]
+    assert (given[0] is send) is not says_close
+    sent.clear()
+    asyncio.run(closing_when_draining(app(b"keep-alive"), activity)(scope, None, send))  # type: ignore[arg-type]
+    assert sent[0]["headers"] == [(b"connection", b"keep-alive")]  # the app's own choice stands
+
+
+@pytest.mark.parametrize(("answering", "quiet"), [(False, True), (True, False)])
+def test_a_drain_polling_the_servers_own_count_waits_while_requests_end(answering: bool, quiet: bool) -> None:
+    """``finished`` (uvicorn's total_requests) read at each poll: while it keeps changing the grace
+    never runs out; once it stands still, it does."""
+    import asyncio
+    import itertools
+    import threading
+
+    from sockact.integrations._quiet import Activity
+
+    ticks = itertools.count()
+    answered = itertools.count()
+    activity = Activity(
+        idle_grace=0.5, clock=lambda: next(ticks) / 10, finished=lambda: next(answered) if answering else 7
+    )
+    assert asyncio.run(activity.quiet(1.0, threading.Event())) is quiet
+    assert activity.in_flight == 0
+
+
+def test_the_uvicorn_integration_refuses_an_interface_it_cannot_wrap() -> None:
+    """Its drain wrapper is a plain function handing back the app's coroutine: ASGI 3 only, said
+    before any socket is taken (the port stays free)."""
+    need_module("uvicorn")
+    from sockact.integrations import uvicorn as sockact_uvicorn
+
+    port = free_port()
+    with pytest.raises(ValueError, match="serves ASGI 3 apps, not interface='wsgi'"):
+        sockact_uvicorn.run(lambda *a: None, f"127.0.0.1:{port}", interface="wsgi")
+    socket.create_server(("127.0.0.1", port)).close()

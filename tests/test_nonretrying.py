@@ -1,7 +1,7 @@
 """Every server sockact drives, reloaded under wrk — a client that never retries and counts an EOF or
 reset on a keep-alive connection as an error: 16 keep-alive connections and 16 sending
 ``Connection: close`` across 10 reloads, 0 socket errors, 0 non-2xx, a request in flight across a
-reload answered."""
+reload answered, and every predecessor gone within 5 s while wrk still runs (its clients moved)."""
 
 from __future__ import annotations
 
@@ -58,6 +58,7 @@ def test_wrk_sees_no_error_across_reloads(server: str, tmp_path: object) -> None
         assert result.requests > RELOADS * 20, (kind, result.describe())  # it served all along
     pids = run["pids"]
     assert isinstance(pids, list) and len(set(pids)) == RELOADS + 1, pids
+    assert run["still_draining"] == [], ("predecessors kept their clients while wrk ran", run["still_draining"], log)
     across = run["across_reload"]
     assert isinstance(across, dict)
     assert across.get("status") == 200 and across.get("pid") == across.get("owner"), (across, log)

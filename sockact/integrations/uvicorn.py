@@ -7,11 +7,14 @@ Every inherited socket is handed to ``uvicorn.Server.serve(sockets=...)`` as the
 IPv6 or unix) — uvicorn's own ``--fd`` assumes AF_UNIX. uvicorn's signal handling is replaced by the
 upgrader's (SIGHUP reloads in place; SIGTERM/SIGINT drain; a second one cuts the drain short).
 uvicorn's graceful shutdown closes idle keep-alive connections at once — under a client whose next
-request is on its way — so the drain first makes every response say ``Connection: close`` (an ASGI
-middleware) and starts that shutdown only once no request has begun or ended for ``idle_grace``
-seconds (:mod:`sockact.integrations._quiet`) — at once when no connection is open and it serves no
-TLS — with what is left of ``drain_timeout`` as ``timeout_graceful_shutdown``. Other keyword
-arguments go to ``uvicorn.Config`` (``ssl_certfile=``, ``ssl_keyfile=``, ``log_level=``…).
+request is on its way — so the drain first makes every response say ``Connection: close`` and starts
+that shutdown only once no request has ended for ``idle_grace`` seconds
+(:mod:`sockact.integrations._quiet`) — at once when no connection is open and it serves no TLS —
+with what is left of ``drain_timeout`` as ``timeout_graceful_shutdown``. Until the drain the app is
+called as it is: uvicorn echoes a client's ``Connection: close`` itself and counts the requests it
+answered (``server_state.total_requests``, which the drain polls), so there is no per-request
+middleware. Other keyword arguments go to ``uvicorn.Config`` (``ssl_certfile=``, ``ssl_keyfile=``,
+``log_level=``…); the app is served as ASGI 3.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from collections.abc import Generator, MutableMapping
 from typing import Any
 
 from ..serve._grace import DEFAULT_GRACE
-from ._quiet import Activity, asgi_middleware
+from ._quiet import Activity, closing_when_draining
 from ._service import Listen, Service, finish, ready_async
 
 __all__ = ["run", "serve"]
@@ -35,6 +38,7 @@ def run(app: Any, listen: Listen = "127.0.0.1:8000", **options: Any) -> str:
 
     Raises:
         SockactError: the listeners could not be taken or bound (the message names the address).
+        ValueError: ``interface=`` other than ``"asgi3"``, or a negative ``idle_grace``.
     """
     return asyncio.run(serve(app, listen, **options))
 
@@ -60,12 +64,14 @@ async def serve(
         def capture_signals(self) -> Generator[None, None, None]:
             yield  # the upgrader owns the signals
 
+    if config.setdefault("interface", "asgi3") != "asgi3":
+        raise ValueError(f"sockact's uvicorn integration serves ASGI 3 apps, not interface={config['interface']!r}")
     config.setdefault("timeout_graceful_shutdown", drain_timeout)
     with Service(
         listen, drain_timeout=drain_timeout, ready_timeout=ready_timeout, pidfile=pidfile, environ=environ
     ) as service:
-        activity = Activity(idle_grace)
-        server = Server(uvicorn.Config(asgi_middleware(app, activity), **config))
+        activity = Activity(idle_grace, finished=lambda: server.server_state.total_requests)
+        server = Server(uvicorn.Config(closing_when_draining(app, activity), **config))
         task = asyncio.ensure_future(server.serve(sockets=service.sockets))
         while not server.started:  # uvicorn has no started event; bounded by the task itself
             if task.done():
