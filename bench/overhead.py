@@ -13,17 +13,27 @@ many pairs, not one. With two or more CPUs the server runs on the last and wrk o
 (sched_setaffinity before exec): otherwise they compete for the same cores, and a server's CPU per
 request then depends on how the scheduler interleaves them as much as on the server. Goal
 (issue 7): ≥ 0.99. Loopback only; each wrk run lasts --seconds.
+
+Wall-clock figures on a shared VM can drift by more than the goal's 1 % within a run (seen here:
+quartiles of 0.92–1.39 on a busy day), so ``--instructions N`` adds the steadier view: each server
+under valgrind's callgrind, which counts the instructions the server executes (user space; the
+syscalls per request are the same on both sides, checked with ``strace -c``), zeroed after a
+warm-up and read after N keep-alive requests over 4 connections in lock-step — the same count to
+~0.3 % run after run, whatever else the machine does.
 """
 
 from __future__ import annotations
 
 import argparse
+import glob
 import os
 import re
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -112,6 +122,67 @@ def _measure(argv: list[str], port: int, wrk: str, seconds: int, connections: in
         stop(proc)
 
 
+def _lockstep(port: int, requests: int, connections: int = 4) -> None:
+    """``requests`` GETs of / over ``connections`` keep-alive connections, one round at a time: every
+    connection sends, then every answer is read whole (by its Content-Length)."""
+    socks = [socket.create_connection(("127.0.0.1", port), timeout=60) for _ in range(connections)]
+    try:
+        for sock in socks:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for _ in range(max(1, requests // connections)):
+            for sock in socks:
+                sock.sendall(b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n")
+            for sock in socks:
+                answer = b""
+                while b"\r\n\r\n" not in answer or len(answer.split(b"\r\n\r\n", 1)[1]) < _length(answer):
+                    chunk = sock.recv(65536)
+                    if not chunk:
+                        raise ConnectionError(f"the server on {port} closed a keep-alive connection")
+                    answer += chunk
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+def _length(answer: bytes) -> int:
+    found = re.search(rb"(?im)^content-length:\s*(\d+)", answer.split(b"\r\n\r\n", 1)[0])
+    if found is None:
+        raise RuntimeError("an answer without Content-Length: " + repr(answer[:200]))
+    return int(found.group(1))
+
+
+def _instructions(argv: list[str], port: int, requests: int) -> float:
+    """Instructions the server executes per request, by callgrind: started under it, warmed up with
+    400 requests (200 with fewer than 1,000 measured), counters zeroed, ``requests`` sent, counters
+    dumped and read."""
+    with tempfile.TemporaryDirectory(prefix="sockact-cg-") as tmp:
+        out = os.path.join(tmp, "cg.out")
+        valgrind = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"]
+        proc = subprocess.Popen(
+            [*valgrind, *argv], env=child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        try:
+            deadline = time.monotonic() + 180  # Python starts ~50 times slower under callgrind
+            while True:
+                try:
+                    _lockstep(port, 4)
+                    break
+                except OSError:
+                    if time.monotonic() > deadline or proc.poll() is not None:
+                        raise RuntimeError(f"{argv[1:3]} never answered under callgrind") from None
+                    time.sleep(0.1)
+            _lockstep(port, 400 if requests >= 1000 else 200)
+            subprocess.run(["callgrind_control", "-z", str(proc.pid)], check=True, capture_output=True, timeout=60)
+            _lockstep(port, requests)
+            subprocess.run(["callgrind_control", "-d", str(proc.pid)], check=True, capture_output=True, timeout=60)
+            dump = max(glob.glob(out + ".*"), key=os.path.getmtime)
+            with open(dump) as f:
+                total = next(int(line.split()[1]) for line in f if line.startswith(("summary:", "totals:")))
+            return total / (requests // 4 * 4)
+        finally:
+            stop(proc, grace=60)
+
+
 def _pairs(port: int) -> dict[str, tuple[list[str], list[str]]]:
     """server → (argv without sockact, argv with sockact), both on ``port``."""
     py, examples, listen = sys.executable, os.path.join(ROOT, "examples"), f"127.0.0.1:{port}"
@@ -174,7 +245,24 @@ def run(args: argparse.Namespace) -> int:
     print("\n(a pair: one round of each side, back to back; ratio: with over without; CPU ratio: without over")
     print(" with, so that above 1 means sockact costs less. With no cost at all, sockact uses less CPU in about")
     print(" half of the pairs)")
+    if args.instructions:
+        _print_instructions(servers, args.instructions)
     return 0
+
+
+def _print_instructions(servers: list[str], requests: int) -> None:
+    if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
+        print("\ninstructions per request: valgrind is not installed (Debian: apt install valgrind)")
+        return
+    print(f"\ninstructions per request, callgrind, {requests:,} keep-alive requests over 4 connections\n")
+    print("| server | without sockact | with sockact | ratio without ÷ with | goal |")
+    print("|---|---:|---:|---:|---|")
+    for server in servers:
+        counts = []
+        for with_sockact in (False, True):
+            port = free_port()
+            counts.append(_instructions(_pairs(port)[server][with_sockact], port, requests))
+        print(f"| {server} | {counts[0]:,.0f} | {counts[1]:,.0f} | {counts[0] / counts[1]:.3f} | ≥ 0.99 |")
 
 
 def add_parser(sub: Any) -> None:
@@ -183,5 +271,8 @@ def add_parser(sub: Any) -> None:
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--servers", default="http.server,uvicorn")
+    parser.add_argument(
+        "--instructions", type=int, default=0, metavar="N", help="also count instructions per request over N requests"
+    )
     parser.add_argument("--no-pin", dest="pin", action="store_false", help="let server and wrk share every CPU")
     parser.set_defaults(run=run)

@@ -31,8 +31,8 @@ STEPS: list[tuple[str, list[str], list[str]]] = [
     ),
     (
         "Steady overhead (wrk)",
-        ["overhead", "--rounds", "8", "--seconds", "3"],
-        ["overhead", "--rounds", "1", "--seconds", "1"],
+        ["overhead", "--rounds", "8", "--seconds", "3", "--instructions", "2000"],
+        ["overhead", "--rounds", "1", "--seconds", "1", "--instructions", "40"],
     ),
     ("Start-up and scale", ["startup"], ["startup", "--repeats", "2", "--fds", "50"]),
     (

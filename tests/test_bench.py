@@ -57,6 +57,9 @@ def test_bench_all_runs_every_figure(tmp_path: object) -> None:
     assert "| sockact spawn (posix_spawn + sh trampoline) |" in out
     overhead = _rows(sections["Steady overhead (wrk)"])
     assert overhead["http.server"].endswith("| ≥ 0.99 |") and overhead["uvicorn"].endswith("| ≥ 0.99 |")
+    counted = sections["Steady overhead (wrk)"].split("instructions per request, callgrind")
+    assert len(counted) == 2, out  # valgrind ran both servers on both sides
+    assert len([row for row in _rows(counted[1]).values() if row.endswith("| ≥ 0.99 |")]) == 2, out
     assert "| modules asyncio/typing imported by it | none | none |" in out
     assert "| idle connections reset | 0 | 0 |" in out and "| reconnects answered by the successor | 200 of 200" in out
     boxes = sections["`systemctl reload` against a bare start, real systemd 252 and 257"].splitlines()
