@@ -113,6 +113,8 @@ class Server:
     owned: Mapping[str, str] = field(default_factory=dict)
     tls: Callable[[str, str], dict[str, Any]] | None = None
     accepts: Callable[[object], bool] = callable
+    #: options sockact passes on only with one of these values
+    limited: Mapping[str, tuple[object, ...]] = field(default_factory=dict)
 
     def install_hint(self) -> str:
         return f"pip install 'sockact[{self.name}]'"
@@ -146,9 +148,9 @@ SERVERS: dict[str, Server] = {
                 "timeout_graceful_shutdown": "--drain-timeout",
                 "ssl_certfile": "--certfile",
                 "ssl_keyfile": "--keyfile",
-                "interface": "an ASGI 3 app (served as one)",
             },
             tls=lambda cert, key: {"ssl_certfile": cert, "ssl_keyfile": key},
+            limited={"interface": ("auto", "asgi3")},  # its drain wrapper hands back an ASGI 3 coroutine
         ),
         Server(
             "hypercorn",
@@ -265,6 +267,9 @@ def check_options(server: Server, options: Mapping[str, object], known: set[str]
             near = difflib.get_close_matches(key, sorted(known), n=3)
             hint = f"; did you mean {', '.join(near)}?" if near else f"; see {server.name}'s documentation"
             raise UsageError(f"--option {key}: {server.name} has no such option{hint}")
+        if key in server.limited and options[key] not in server.limited[key]:
+            allowed = " or ".join(map(str, server.limited[key]))
+            raise UsageError(f"--option {key}={options[key]}: sockact serves {server.name} with {key} {allowed} only")
 
 
 def require_server(server: Server) -> None:

@@ -144,7 +144,9 @@ def sleep_on_owned_connection(
 ) -> None:
     """Open a keep-alive connection (the server answering it owns it), then ask /sleep?seconds=N on it.
 
-    ``result`` gets ``owner`` (pid of the first answer), then ``status`` and ``pid`` of the sleep.
+    ``result`` gets ``owner`` (pid of the first answer), then ``status`` and ``pid`` of the sleep, then
+    ``next``: ``"closed"`` if the sleep's answer said ``Connection: close``, else the status of a next
+    request on the same connection (a drain must not close a connection its last answer kept open).
     """
     try:
         for _ in range(100):  # bounded: a draining server answers with Connection: close; try the next one
@@ -158,8 +160,13 @@ def sleep_on_owned_connection(
             result["owner"] = int(body.split()[1])
             sock.sendall(f"GET /sleep?seconds={seconds:g} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
             sent.set()
-            status, body, _ = _read_response(sock)
+            status, body, close = _read_response(sock)
             result["status"], result["pid"] = status, int(body.split()[1])
+            if close:
+                result["next"] = "closed"
+            else:  # kept open: a keep-alive client sends its next request on it, and it must be answered
+                sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+                result["next"] = _read_response(sock)[0]
     except Exception as exc:  # reported by the asserting test, not lost in the thread
         result["error"] = repr(exc)
         sent.set()
@@ -247,9 +254,11 @@ def assert_zero_downtime(run: dict[str, object], reloads: int) -> None:
     # loop); whichever it was, the request in flight across the reload finished there, with a 200.
     across: Any = run["across_reload"]
     assert across.get("status") == 200 and across.get("pid") == across.get("owner"), (across, output[-3000:])
+    assert across.get("next") in ("closed", 200), (across, output[-3000:])
     assert across["owner"] in pids[:4], (across, pids)
     stop: Any = run["across_stop"]
     assert stop.get("status") == 200 and stop.get("pid") == pids[-1], (stop, pids, output[-3000:])
+    assert stop.get("next") in ("closed", 200), (stop, output[-3000:])
     codes: Any = run["codes"]
     bad = {pid: code for pid, code in codes.items() if code not in (0, None)}
     assert not bad, (bad, output[-3000:])

@@ -238,10 +238,19 @@ def test_closing_when_draining_leaves_requests_alone_until_the_drain(
     assert sent[0]["headers"] == [(b"connection", b"keep-alive")]  # the app's own choice stands
 
 
-@pytest.mark.parametrize(("answering", "quiet"), [(False, True), (True, False)])
-def test_a_drain_polling_the_servers_own_count_waits_while_requests_end(answering: bool, quiet: bool) -> None:
-    """``finished`` (uvicorn's total_requests) read at each poll: while it keeps changing the grace
-    never runs out; once it stands still, it does."""
+@pytest.mark.parametrize(
+    ("running", "answering", "quiet"),
+    [
+        (0, False, True),  # nothing running, nothing answered since: the grace runs out
+        (0, True, False),  # requests keep ending: it never does
+        (1, False, False),  # one still running: the drain waits for it
+    ],
+)
+def test_a_drain_polling_the_servers_own_books_waits_while_requests_run_or_end(
+    running: int, answering: bool, quiet: bool
+) -> None:
+    """``requests`` (uvicorn's books: in flight, answered) read at each poll: while a request runs or
+    the answered count keeps changing the grace never runs out; once both stand still, it does."""
     import asyncio
     import itertools
     import threading
@@ -251,10 +260,12 @@ def test_a_drain_polling_the_servers_own_count_waits_while_requests_end(answerin
     ticks = itertools.count()
     answered = itertools.count()
     activity = Activity(
-        idle_grace=0.5, clock=lambda: next(ticks) / 10, finished=lambda: next(answered) if answering else 7
+        idle_grace=0.5,
+        clock=lambda: next(ticks) / 10,
+        requests=lambda: (running, next(answered) if answering else 7),
     )
     assert asyncio.run(activity.quiet(1.0, threading.Event())) is quiet
-    assert activity.in_flight == 0
+    assert activity.in_flight == running
 
 
 def test_the_uvicorn_integration_refuses_an_interface_it_cannot_wrap() -> None:

@@ -94,7 +94,10 @@ ERRORS = [
     (["hypercorn", "serve_apps:asgi", "--option", "no_such=1"], "--option no_such: hypercorn has no such option"),
     (["waitress", "serve_apps:wsgi", "--option", "port=80"], "--option port: sockact serve sets it; use --listen"),
     (["uvicorn", "serve_apps:asgi", "--option", "drain_timeout=1"], "sets it; use --drain-timeout"),
-    (["uvicorn", "serve_apps:asgi", "--option", "interface=asgi2"], "sets it; use an ASGI 3 app (served as one)"),
+    (
+        ["uvicorn", "serve_apps:asgi", "--option", "interface=asgi2"],
+        "--option interface=asgi2: sockact serves uvicorn with interface auto or asgi3 only",
+    ),
     (["uvicorn", "serve_apps:asgi", "--option", "workers"], "--option 'workers': use KEY=VALUE"),
     (["uvicorn", "serve_apps:asgi", "--workers", "4"], "goes through --option, e.g. --option workers=VALUE"),
     (["waitress", "serve_apps:wsgi", "--certfile", "c.pem", "--keyfile", "k.pem"], "waitress serves no TLS"),

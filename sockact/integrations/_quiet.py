@@ -7,7 +7,7 @@ connection then loses that request (see :mod:`sockact.serve._grace`). Once drain
 here answers every request with ``Connection: close``, so each connection ends after its next
 response; a connection still open after the grace of silence is one whose client has nothing to
 send, and the server's own shutdown may close it. uvicorn needs less (:func:`closing_when_draining`):
-it echoes a client's close itself and counts its answered requests, which the drain polls.
+it echoes a client's close itself and keeps books of its requests, which the drain polls.
 """
 
 from __future__ import annotations
@@ -28,26 +28,24 @@ class Activity:
     counts silence from the later of the last event and the drain's start, so an earlier event's
     time never matters, and the clock is one call fewer per request begun and ended.
 
-    ``finished``, for a server that counts its own requests (uvicorn's ``total_requests``): how many
-    requests it has answered so far. :meth:`quiet` then reads it at each of its polls instead of
-    :meth:`begin`/:meth:`end` being called per request, and a change is a request ended (timed up to
-    one poll late). Requests begun are not seen: such a server must let a request in flight at its
-    shutdown finish with ``Connection: close`` itself, as uvicorn does; the grace is for the next
-    request on an idle connection, which only an ended request makes possible."""
+    ``requests``, for a server that keeps its own books (uvicorn): (requests in flight, requests
+    answered so far). :meth:`quiet` then reads it at each of its polls instead of :meth:`begin`/
+    :meth:`end` being called per request; a change in either is a request begun or ended, timed up to
+    one poll late."""
 
     def __init__(
         self,
         idle_grace: float = DEFAULT_GRACE,
         clock: Callable[[], float] = time.monotonic,
-        finished: Callable[[], int] | None = None,
+        requests: Callable[[], tuple[int, int]] | None = None,
     ) -> None:
         self.idle_grace = grace_within(idle_grace, float("inf"))  # ValueError now, not at the drain
         self.draining = False
         self.in_flight = 0
         self._clock = clock
         self.last = clock()
-        self._finished = finished
-        self._seen: int | None = None
+        self._requests = requests
+        self._seen: tuple[int, int] | None = None
 
     def begin(self) -> None:
         self.in_flight += 1
@@ -79,8 +77,8 @@ class Activity:
         grace = grace_within(self.idle_grace, timeout)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and not hammer.is_set():
-            if self._finished is not None and (finished := self._finished()) != self._seen:
-                self._seen, self.last = finished, self._clock()
+            if self._requests is not None and (seen := self._requests()) != self._seen:
+                self._seen, self.in_flight, self.last = seen, seen[0], self._clock()
             if self.in_flight == 0 and (
                 (connections is not None and connections() == 0) or expired(self.last, began, self._clock(), grace)
             ):
@@ -128,7 +126,8 @@ def asgi_middleware(app: ASGIApp, activity: Activity) -> ASGIApp:
 def closing_when_draining(app: ASGIApp, activity: Activity) -> ASGIApp:
     """``app`` itself until ``activity`` drains, then with ``Connection: close`` added to each new
     HTTP/1.x request's response: for a server that already echoes a client's ``Connection: close``
-    and counts its requests itself (uvicorn; :class:`Activity`'s ``finished``). A plain function
+    and counts its requests itself (uvicorn; :class:`Activity`'s ``requests``; the responses of
+    requests already running when the drain starts are the server's to mark). A plain function
     handing back the app's coroutine, not a coroutine of its own, so serve it as ASGI 3 by name
     (uvicorn's ``interface="asgi3"``). Before the drain it costs a call and an attribute read per
     request: uvicorn's own CLI took 544–546k instructions per keep-alive request, this integration

@@ -8,13 +8,14 @@ IPv6 or unix) — uvicorn's own ``--fd`` assumes AF_UNIX. uvicorn's signal handl
 upgrader's (SIGHUP reloads in place; SIGTERM/SIGINT drain; a second one cuts the drain short).
 uvicorn's graceful shutdown closes idle keep-alive connections at once — under a client whose next
 request is on its way — so the drain first makes every response say ``Connection: close`` and starts
-that shutdown only once no request has ended for ``idle_grace`` seconds
+that shutdown only once no request has run, begun or ended for ``idle_grace`` seconds
 (:mod:`sockact.integrations._quiet`) — at once when no connection is open and it serves no TLS —
 with what is left of ``drain_timeout`` as ``timeout_graceful_shutdown``. Until the drain the app is
 called as it is: uvicorn echoes a client's ``Connection: close`` itself and counts the requests it
-answered (``server_state.total_requests``, which the drain polls), so there is no per-request
-middleware. Other keyword arguments go to ``uvicorn.Config`` (``ssl_certfile=``, ``ssl_keyfile=``,
-``log_level=``…); the app is served as ASGI 3.
+answered, so there is no per-request middleware: the drain polls uvicorn's books (each connection's
+current request, ``server_state.total_requests``) and adds ``Connection: close`` to the responses of
+requests already running when it starts. Other keyword arguments go to ``uvicorn.Config``
+(``ssl_certfile=``, ``ssl_keyfile=``, ``log_level=``…); the app is served as ASGI 3.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ def run(app: Any, listen: Listen = "127.0.0.1:8000", **options: Any) -> str:
 
     Raises:
         SockactError: the listeners could not be taken or bound (the message names the address).
-        ValueError: ``interface=`` other than ``"asgi3"``, or a negative ``idle_grace``.
+        ValueError: ``interface=`` other than ``"asgi3"`` or ``"auto"``, or a negative ``idle_grace``.
     """
     return asyncio.run(serve(app, listen, **options))
 
@@ -64,13 +65,14 @@ async def serve(
         def capture_signals(self) -> Generator[None, None, None]:
             yield  # the upgrader owns the signals
 
-    if config.setdefault("interface", "asgi3") != "asgi3":
+    if config.get("interface", "auto") not in ("auto", "asgi3"):
         raise ValueError(f"sockact's uvicorn integration serves ASGI 3 apps, not interface={config['interface']!r}")
+    config["interface"] = "asgi3"  # the wrapper below is a plain function: uvicorn's "auto" would say ASGI 2
     config.setdefault("timeout_graceful_shutdown", drain_timeout)
     with Service(
         listen, drain_timeout=drain_timeout, ready_timeout=ready_timeout, pidfile=pidfile, environ=environ
     ) as service:
-        activity = Activity(idle_grace, finished=lambda: server.server_state.total_requests)
+        activity = Activity(idle_grace, requests=lambda: _requests(server))
         server = Server(uvicorn.Config(closing_when_draining(app, activity), **config))
         task = asyncio.ensure_future(server.serve(sockets=service.sockets))
         while not server.started:  # uvicorn has no started event; bounded by the task itself
@@ -88,9 +90,33 @@ async def serve(
         outcome = waiting.result()
         deadline = time.monotonic() + drain_timeout
         await service.stop_accepting()
+        activity.draining = True  # requests from now on answer with Connection: close, and so do
+        _close_after_running(server)  # those running now, whose responses have not started
         count = None if server.config.is_ssl else (lambda: len(server.server_state.connections))
         await activity.quiet(drain_timeout, service.upgrader.hammer, count)
         server.config.timeout_graceful_shutdown = max(deadline - time.monotonic(), 0.1)  # type: ignore[assignment]
         server.should_exit = True
         await finish(task, service.upgrader.hammer, lambda: setattr(server, "force_exit", True))
         return outcome
+
+
+def _running(server: Any) -> list[Any]:
+    """The request cycles in progress on uvicorn's HTTP connections (h11 and httptools both keep the
+    current one as ``cycle``, as uvicorn's own shutdown reads it; a websocket has none)."""
+    cycles = (getattr(connection, "cycle", None) for connection in list(server.server_state.connections))
+    return [cycle for cycle in cycles if cycle is not None and not cycle.response_complete]
+
+
+def _requests(server: Any) -> tuple[int, int]:
+    """(HTTP requests in flight, requests answered so far), from uvicorn's own books."""
+    return len(_running(server)), server.server_state.total_requests
+
+
+def _close_after_running(server: Any) -> None:
+    """Make the responses of requests running now, not started yet, say ``Connection: close`` (from
+    their cycle's default headers, which uvicorn sends first; h11 and httptools then close the
+    connection after the response). Without it uvicorn's shutdown would end such a connection after
+    a response that let its client send another request on it."""
+    for cycle in _running(server):
+        if not cycle.response_started:
+            cycle.default_headers = [*cycle.default_headers, (b"connection", b"close")]
