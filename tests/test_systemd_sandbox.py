@@ -171,7 +171,7 @@ def test_reloads_under_real_systemd(sandbox: tuple, handover: str, access: str) 
         main_pids.append(settle(box, name, port, set(main_pids)))
         assert box.run("kill", "-0", str(draining), check=False).returncode == 0, "the predecessor stopped draining"
     holder.join(30)
-    assert held == {"owner": draining, "status": 200, "pid": draining}
+    assert held == {"owner": draining, "status": 200, "pid": draining, "next": "closed"}
     assert "not our child" not in box.output(), logs(box, name)
 
     # SIGKILL of the serving process is noticed; Restart=on-failure brings the service back.
@@ -410,7 +410,7 @@ def test_stop_while_the_predecessor_drains(sandbox: tuple) -> None:
     box.systemctl("stop", service)
     stopped_after = time.monotonic() - began
     holder.join(30)
-    assert held == {"owner": draining, "status": 200, "pid": draining}, (held, logs(box, name))
+    assert held == {"owner": draining, "status": 200, "pid": draining, "next": "closed"}, (held, logs(box, name))
     assert box.show(service, "Result") == "success", logs(box, name)
     print(f"systemd {box.box}: stop with pid {draining} draining took {stopped_after * 1000:.0f} ms (main {new})")
 
