@@ -39,7 +39,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from bench._util import ROOT, child_env, free_port, stop
-from sockact._loadgen import get
+from sockact._loadgen import _read_response, get
 
 PLAIN = r"""
 import http.server, os, socket, sys
@@ -56,15 +56,18 @@ http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_
 """
 
 
-def _wait(port: int) -> None:
-    """Until the server answers (a connect alone is not enough: sockact binds before the app is up)."""
-    deadline = time.monotonic() + 30
+def _wait(port: int, seconds: float = 30, proc: subprocess.Popen[bytes] | None = None) -> None:
+    """Until the server answers (a connect alone is not enough: sockact binds before the app is up);
+    RuntimeError at once if ``proc`` (the server) exits first."""
+    deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         try:
             if get("127.0.0.1", port, timeout=2)[0] == 200:
                 return
         except OSError:
             pass
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{proc.args!r} exited ({proc.returncode}) before it answered on {port}")
         time.sleep(0.02)
     raise TimeoutError(f"nothing answers on {port}")
 
@@ -124,7 +127,7 @@ def _measure(argv: list[str], port: int, wrk: str, seconds: int, connections: in
 
 def _lockstep(port: int, requests: int, connections: int = 4) -> None:
     """``requests`` GETs of / over ``connections`` keep-alive connections, one round at a time: every
-    connection sends, then every answer is read whole (by its Content-Length)."""
+    connection sends, then every answer is read whole; each must be a 200 that keeps the connection."""
     socks = [socket.create_connection(("127.0.0.1", port), timeout=60) for _ in range(connections)]
     try:
         for sock in socks:
@@ -133,22 +136,12 @@ def _lockstep(port: int, requests: int, connections: int = 4) -> None:
             for sock in socks:
                 sock.sendall(b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n")
             for sock in socks:
-                answer = b""
-                while b"\r\n\r\n" not in answer or len(answer.split(b"\r\n\r\n", 1)[1]) < _length(answer):
-                    chunk = sock.recv(65536)
-                    if not chunk:
-                        raise ConnectionError(f"the server on {port} closed a keep-alive connection")
-                    answer += chunk
+                status, _, close = _read_response(sock)
+                if status != 200 or close:
+                    raise ConnectionError(f"the server on {port} answered {status}, close={close}, on keep-alive")
     finally:
         for sock in socks:
             sock.close()
-
-
-def _length(answer: bytes) -> int:
-    found = re.search(rb"(?im)^content-length:\s*(\d+)", answer.split(b"\r\n\r\n", 1)[0])
-    if found is None:
-        raise RuntimeError("an answer without Content-Length: " + repr(answer[:200]))
-    return int(found.group(1))
 
 
 def _instructions(argv: list[str], port: int, requests: int) -> float:
@@ -162,15 +155,7 @@ def _instructions(argv: list[str], port: int, requests: int) -> float:
             [*valgrind, *argv], env=child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
         try:
-            deadline = time.monotonic() + 180  # Python starts ~50 times slower under callgrind
-            while True:
-                try:
-                    _lockstep(port, 4)
-                    break
-                except OSError:
-                    if time.monotonic() > deadline or proc.poll() is not None:
-                        raise RuntimeError(f"{argv[1:3]} never answered under callgrind") from None
-                    time.sleep(0.1)
+            _wait(port, 180, proc)  # Python starts ~50 times slower under callgrind
             _lockstep(port, 400 if requests >= 1000 else 200)
             subprocess.run(["callgrind_control", "-z", str(proc.pid)], check=True, capture_output=True, timeout=60)
             _lockstep(port, requests)
