@@ -208,7 +208,7 @@ def test_closing_when_draining_leaves_requests_alone_until_the_drain(
     scope: dict[str, object], draining: bool, says_close: bool
 ) -> None:
     """uvicorn's wrapper: no per-request work before the drain (the app gets the server's own send),
-    ``Connection: close`` on HTTP/1.x responses during it, unless the app named a Connection itself."""
+    ``Connection: close`` on HTTP/1.x responses during it, whatever Connection the app named."""
     import asyncio
 
     from sockact.integrations._quiet import Activity, closing_when_draining
@@ -235,7 +235,37 @@ def test_closing_when_draining_leaves_requests_alone_until_the_drain(
     assert (given[0] is send) is not says_close
     sent.clear()
     asyncio.run(closing_when_draining(app(b"keep-alive"), activity)(scope, None, send))  # type: ignore[arg-type]
-    assert sent[0]["headers"] == [(b"connection", b"keep-alive")]  # the app's own choice stands
+    # an app's keep-alive stands before the drain; during it the server's close replaces it
+    assert sent[0]["headers"] == [(b"connection", b"close" if says_close else b"keep-alive")]
+
+
+@pytest.mark.parametrize(
+    ("message", "headers"),
+    [
+        (
+            {"status": 200, "headers": [(b"content-length", b"0")]},
+            [(b"content-length", b"0"), (b"connection", b"close")],
+        ),
+        ({"status": 200}, [(b"connection", b"close")]),
+        (
+            {"status": 200, "headers": [(b"Connection", b"Keep-Alive"), (b"x", b"1")]},
+            [(b"x", b"1"), (b"connection", b"close")],
+        ),
+        ({"status": 200, "headers": [(b"connection", b"keep-alive, x-hop")]}, [(b"connection", b"x-hop, close")]),
+        ({"status": 200, "headers": [(b"connection", b"Close")]}, [(b"connection", b"Close")]),  # already says it
+        ({"status": 101, "headers": [(b"connection", b"upgrade")]}, [(b"connection", b"upgrade")]),  # handed on
+    ],
+)
+def test_a_closing_response_says_close_whatever_the_app_named(
+    message: dict[str, object], headers: list[tuple[bytes, bytes]]
+) -> None:
+    """Connection is the server's (RFC 9110 §7.6.1): a drain's response says close, the app's
+    keep-alive goes, its other options stay; a body message passes as it is."""
+    from sockact.integrations._quiet import _closed
+
+    assert _closed({"type": "http.response.start", **message})["headers"] == headers
+    body = {"type": "http.response.body", "body": b"x"}
+    assert _closed(body) is body
 
 
 @pytest.mark.parametrize(
@@ -278,3 +308,72 @@ def test_the_uvicorn_integration_refuses_an_interface_it_cannot_wrap() -> None:
     with pytest.raises(ValueError, match="serves ASGI 3 apps, not interface='wsgi'"):
         sockact_uvicorn.run(lambda *a: None, f"127.0.0.1:{port}", interface="wsgi")
     socket.create_server(("127.0.0.1", port)).close()
+
+
+_KEEP_ALIVE_APP = """
+async def app(scope, receive, send):
+    if scope["type"] == "lifespan":
+        while (await receive())["type"] != "lifespan.shutdown":
+            await send({"type": "lifespan.startup.complete"})
+        await send({"type": "lifespan.shutdown.complete"})
+        return
+    headers = [(b"content-length", b"2"), (b"connection", b"keep-alive")]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": b"ok"})
+"""
+
+
+@pytest.mark.parametrize("server", ["uvicorn", "hypercorn"])
+def test_a_drain_closes_a_busy_connection_whose_app_says_keep_alive(server: str, tmp_path: object) -> None:
+    """An app that names ``Connection: keep-alive`` on every response, a client sending request
+    after request on one connection, SIGTERM: a response during the drain says close (not
+    keep-alive), the server closes the connection after it, and the process exits long before the
+    drain timeout. Were the app's keep-alive kept, the client would never go quiet and the drain
+    would run its 20 s and cut it."""
+    need_module(server)
+    with open(os.path.join(str(tmp_path), "keep_alive_app.py"), "w") as f:
+        f.write(_KEEP_ALIVE_APP)
+    port = free_port()
+    code = (
+        f"from sockact.integrations import {server} as integration; import keep_alive_app; "
+        f"integration.run(keep_alive_app.app, '127.0.0.1:{port}', drain_timeout=20)"
+    )
+    with NotifyReceiver() as receiver:
+        env = child_env({"PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}", "NOTIFY_SOCKET": receiver.address})
+        proc = subprocess.Popen([PY, "-c", code], env=env, stderr=subprocess.DEVNULL)
+        try:
+            message = receiver.receive(timeout=30)
+            assert message is not None and message.get("READY") == "1", message
+            said: list[bytes] = []
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as sock, sock.makefile("rb") as responses:
+                for sent in range(5000):  # bounded; the drain has begun long before
+                    sock.sendall(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+                    status, connection = _response(responses)
+                    assert status == 200, said[-3:]
+                    said.append(connection)
+                    if sent == 0:
+                        proc.terminate()  # SIGTERM: drain
+                    if b"close" in connection.lower():
+                        break
+                assert b"close" in said[-1].lower() and b"keep-alive" not in said[-1].lower(), said[-3:]
+                assert responses.read(1) == b""  # the server closed the connection after that response
+            assert proc.wait(10) == 0  # nothing left to wait for: no 20 s drain
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
+def _response(responses: Any) -> tuple[int, bytes]:
+    """(status, Connection header) of one response with a Content-Length body, read off ``responses``."""
+    status = int(responses.readline().split()[1])
+    connection: list[bytes] = []
+    length = 0
+    while (line := responses.readline()) not in (b"\r\n", b""):
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"connection":
+            connection.append(value.strip())  # each Connection header, as one list (RFC 9110 §5.3)
+        elif name.strip().lower() == b"content-length":
+            length = int(value)
+    responses.read(length)
+    return status, b", ".join(connection)

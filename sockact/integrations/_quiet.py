@@ -149,12 +149,22 @@ def _closing(send: Any) -> Callable[[dict[str, Any]], Awaitable[None]]:
 
 
 def _closed(message: dict[str, Any]) -> dict[str, Any]:
-    """``message`` with ``Connection: close`` added if it starts a response that names no
-    ``Connection`` of its own (RFC 9112 §9.6: the server's close option ends the connection after
-    this response)."""
-    if message.get("type") != "http.response.start":
+    """``message``, if it starts a response, saying ``Connection: close`` (RFC 9112 §9.6: the
+    server's close option ends the connection after this response). Connection is hop-by-hop, the
+    server's to decide (RFC 9110 §7.6.1): an app's ``keep-alive`` is dropped — kept, it would invite
+    the next request onto a connection that is about to close, and a busy client would keep the
+    drain from ever being quiet — and its other options stay. A 101 (Switching Protocols) is left
+    alone: its ``Connection: upgrade`` hands the connection on."""
+    if message.get("type") != "http.response.start" or message.get("status") == 101:
         return message
-    headers = list(message.get("headers", ()))
-    if any(k.lower() == b"connection" for k, _ in headers):
+    headers: list[tuple[bytes, bytes]] = []
+    options: list[bytes] = []
+    for name, value in message.get("headers", ()):
+        if name.lower() == b"connection":
+            options += [o.strip() for o in value.split(b",") if o.strip()]
+        else:
+            headers.append((name, value))
+    if b"close" in (o.lower() for o in options):
         return message
-    return {**message, "headers": [*headers, (b"connection", b"close")]}
+    options = [o for o in options if o.lower() != b"keep-alive"] + [b"close"]
+    return {**message, "headers": [*headers, (b"connection", b", ".join(options))]}
