@@ -36,6 +36,11 @@ __all__ = ["CONTROL_VAR", "parse_reply", "quick", "quick_args", "report", "reque
 #: Where a sockact process finds its reload channel (``sockact units`` sets it next to ExecReload=).
 CONTROL_VAR = "SOCKACT_CONTROL"
 MAX_LINE = 4096
+#: Seconds a missing channel (ENOENT, or a socket file nobody listens on) is waited for before the
+#: reload fails: a serving generation's channel is always there (a successor renames its own over
+#: the path before its predecessor lets go), so only a service that is not running, a stale socket
+#: file or a wrong --control lasts longer than the start of a server that has not bound it yet.
+ABSENT_GRACE = 5.0
 
 
 def parse_reply(line: str) -> tuple[str, str]:
@@ -89,16 +94,21 @@ def request_reload(
 
     Returns ``(True, "pid N serving")`` or ``(False, reason)``. After an earlier build's ``ok N
     then-exit`` it also waits for the answering process to exit (the module docstring). A draining
-    predecessor's ``retry``, a path that is being replaced (ENOENT, ECONNREFUSED) and a server that
-    vanished without answering are retried until the deadline.
+    predecessor's ``retry`` and a server that vanished without answering are retried until the
+    deadline; a channel that is not there (ENOENT, ECONNREFUSED) for :data:`ABSENT_GRACE` seconds
+    fails the reload then, not at the deadline.
     """
     deadline = clock() + timeout
     last = "no answer"
+    absent_since: float | None = None
     while clock() < deadline:
         try:
             server, line = _ask(path, max(0.001, deadline - clock()))
         except (FileNotFoundError, ConnectionRefusedError) as exc:
             last = f"nothing serves the reload channel {path} ({exc.strerror}); is the service running?"
+            absent_since = clock() if absent_since is None else absent_since
+            if clock() - absent_since >= ABSENT_GRACE:
+                return False, f"{last} (waited {ABSENT_GRACE:g} s)"
             line = ""
         except TimeoutError:
             return False, f"no outcome within {timeout:g} s from the reload channel {path}"
@@ -106,6 +116,8 @@ def request_reload(
             if exc.errno not in (errno.ECONNRESET, errno.EPIPE):
                 return False, f"cannot use the reload channel {path}: {exc.strerror}"
             line = ""
+        else:
+            absent_since = None
         if line:
             word, text = parse_reply(line)
             if word == "ok":

@@ -140,6 +140,46 @@ def test_no_channel_is_a_clear_failure(tmp_path: object) -> None:
     assert out.returncode == 2 and "--control PATH or set SOCKACT_CONTROL" in out.stderr, out.stderr
 
 
+@pytest.mark.parametrize("appears_at", [None, 2.0])
+def test_a_missing_channel_fails_after_the_grace_not_the_timeout(tmp_path: object, appears_at: float | None) -> None:
+    """No channel at the path: the reload fails after ABSENT_GRACE (5 s of a clock seam), not after
+    its 120 s timeout; one that a starting server binds 2 s in is still reached and answered."""
+    import socket
+
+    from sockact._ask import ABSENT_GRACE
+
+    path = os.path.join(str(tmp_path), "control")
+    now = [0.0]
+    server: list[socket.socket] = []
+
+    def answer_once(listener: socket.socket) -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(64)
+            conn.sendall(b"ok 42\n")
+
+    def sleep(seconds: float) -> None:  # the seam: time passes only here
+        now[0] += seconds
+        if appears_at is not None and now[0] >= appears_at and not server:
+            listener = socket.socket(socket.AF_UNIX)
+            listener.bind(path)
+            listener.listen()
+            server.append(listener)
+            threading.Thread(target=answer_once, args=(listener,), daemon=True).start()
+
+    try:
+        ok, text = request_reload(path, 120, clock=lambda: now[0], sleep=sleep)
+    finally:
+        for listener in server:
+            listener.close()
+    if appears_at is None:
+        assert not ok and f"nothing serves the reload channel {path}" in text and "waited 5 s" in text, text
+        assert ABSENT_GRACE <= now[0] < ABSENT_GRACE + 0.1
+    else:
+        assert (ok, text) == (True, "pid 42 serving")
+        assert appears_at <= now[0] < appears_at + 0.1
+
+
 def test_reply_parsing() -> None:
     assert parse_reply("ok 42\n") == ("ok", "42")
     assert parse_reply("failed upgrade failed: x y") == ("failed", "upgrade failed: x y")
