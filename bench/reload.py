@@ -21,6 +21,14 @@ The peers, same app logic, same load:
 * ``systemd-restart`` — the systemd socket unit holds the socket, ``systemctl restart`` stops the
   service and starts it again (connections wait in the backlog; no hand-over).
 
+The baseline, same load:
+
+* ``start-only`` — no reload at all: a second copy of the stdlib server starts beside the serving
+  one (on a port of its own), answers once, and is killed. The serving process is never touched, so
+  its window is what the successor's start-up alone costs the clients of a 2-core machine (an
+  interpreter, imports, threads: CPU taken from the serving process and the clients); the sockact
+  modes' windows are that plus the hand-over. It gets --integration-reloads.
+
 A reload window runs from the signal until a new pid answers and the mode's procedure is over (for
 gunicorn: the old master exited and the new one promoted itself; for uvicorn: every old worker
 exited), plus 0.2 s; a request that started or ended in one counts as "reload". A reload that brings
@@ -38,11 +46,13 @@ responses while it drains).
 from __future__ import annotations
 
 import argparse
+import bisect
 import importlib
 import math
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -53,11 +63,13 @@ from typing import Any
 
 from bench._util import ROOT, become_subreaper, child_env, children_of, free_port, reap_exited, stop, wait_gone
 from sockact._loadgen import Load, LoadResult, get
+from sockact._poll import readable
 from sockact._wrk import Wrk, WrkResult
 
 SERVERS = ["uvicorn", "hypercorn", "aiohttp", "tornado", "waitress"]
 SOCKACT = ["inprocess", "supervisor", "systemd", *SERVERS, "gunicorn"]
 PEERS = ["naive", "gunicorn-usr2", "gunicorn-usr2-activated", "uvicorn-restart", "systemd-restart"]
+BASELINES = ["start-only"]
 TAIL = 0.2  # of each reload window after the reload is over
 GAP = 0.1  # steady state between one window and the next signal
 EXAMPLES = os.path.join(ROOT, "examples")
@@ -84,15 +96,15 @@ def _answering(
 ) -> int:
     """The pid of the first server answering on ``port`` that is not in ``not_pids``.
 
-    Under ``load``, its own answers tell (looked at every 2 ms), and a request of ours goes out only
-    every 50 ms: polling with a new connection every few ms added load — a connection and a
-    server thread each — only inside reload windows, which is what the table compares."""
+    Under ``load``, its own answers tell (:meth:`Load.expect_new`: every answer is checked, in steady
+    state too), and a request of ours goes out only every 50 ms. Polling with a new connection every
+    few ms added load — a connection and a server thread each — and so did looking at the load's
+    answers every 2 ms from this process, whose threads are the load: both only inside reload
+    windows, which is what the table compares."""
+    if load is not None:
+        load.expect_new(not_pids | {0})
     look = ask = 0.0
     while time.monotonic() < deadline:
-        if load is not None:
-            new = load.latest_pids() - not_pids - {0}
-            if new:
-                return new.pop()
         if time.monotonic() >= ask:
             try:
                 status, pid = get("127.0.0.1", port, timeout=2)
@@ -106,7 +118,10 @@ def _answering(
             if why is not None:
                 raise ReloadFailed(why)
             look = time.monotonic() + 0.25
-        time.sleep(0.002 if load is not None else 0.005)
+        if load is None:
+            time.sleep(0.005)
+        elif new := load.wait_new(max(0.0, min(ask, look, deadline) - time.monotonic())):
+            return new
     raise ReloadFailed(f"no new pid answered within the deadline; {alive() or 'the old one still serves'}")
 
 
@@ -139,12 +154,13 @@ class Target:
         self.main = 0  # the pid a reload signal goes to
 
     def argv(self) -> list[str]:
-        name = "http_server.py" if self.mode in ("inprocess", "supervisor", "naive") else f"{self.mode}_app.py"
+        stdlib = ("inprocess", "supervisor", "naive", "start-only")
+        name = "http_server.py" if self.mode in stdlib else f"{self.mode}_app.py"
         return [PY, os.path.join(EXAMPLES, name), "--listen", f"127.0.0.1:{self.port}", "--drain-timeout", "10"]
 
-    def popen(self, argv: list[str]) -> subprocess.Popen[bytes]:
+    def popen(self, argv: list[str], **env: str) -> subprocess.Popen[bytes]:
         with open(self.log, "ab") as out:
-            proc = subprocess.Popen(argv, env=child_env(), stdout=out, stderr=subprocess.STDOUT)
+            proc = subprocess.Popen(argv, env={**child_env(), **env}, stdout=out, stderr=subprocess.STDOUT)
         self.procs.append(proc)
         return proc
 
@@ -159,6 +175,10 @@ class Target:
 
     def reload(self) -> None:
         os.kill(self.main, signal.SIGHUP)
+
+    def new_pid(self, pids: set[int], deadline: float, load: Load) -> int:
+        """The first pid not in ``pids`` to answer after a reload (ReloadFailed if none comes)."""
+        return _answering(self.port, pids, deadline, self.trouble, load)
 
     def took_over(self, pid: int) -> None:
         self.main = pid  # in-process: the successor is the new main process
@@ -184,6 +204,40 @@ class Supervisor(Target):
 
     def took_over(self, pid: int) -> None:
         pass  # sockact run stays the main process
+
+
+class StartOnly(Target):
+    """The baseline: each "reload" starts a copy of the same server on a port of its own and waits
+    for its READY=1 (on a notify socket of ours: polling the copy with requests would load the
+    bench's own process inside the window only), then kills it; the serving process goes on alone."""
+
+    def start(self) -> None:
+        self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+        self.notify.bind(f"\0sockact-bench-{os.getpid()}-{self.port}")
+        super().start()
+
+    def reload(self) -> None:
+        argv = self.argv()
+        argv[argv.index("--listen") + 1] = f"127.0.0.1:{free_port()}"
+        self.copy = self.popen(argv, NOTIFY_SOCKET="@" + self.notify.getsockname()[1:].decode())
+
+    def new_pid(self, pids: set[int], deadline: float, load: Load) -> int:
+        while time.monotonic() < deadline:
+            if readable([self.notify.fileno()], 0.25):
+                if b"READY=1" in self.notify.recv(4096).split(b"\n"):  # ancillary fds, if any, are dropped
+                    return self.copy.pid
+            elif self.copy.poll() is not None:
+                raise ReloadFailed(f"the copy exited with {self.copy.returncode}: {_tail(self.log)}")
+        raise ReloadFailed("the copy sent no READY=1 within the deadline")
+
+    def took_over(self, pid: int) -> None:
+        self.copy.kill()
+        self.copy.wait(30)
+
+    def close(self) -> None:
+        super().close()
+        if hasattr(self, "notify"):
+            self.notify.close()
 
 
 class Naive(Target):
@@ -365,6 +419,8 @@ def _target(mode: str, port: int, workdir: str) -> Target:
         return Supervisor(mode, port, workdir)
     if mode == "naive":
         return Naive(mode, port, workdir)
+    if mode == "start-only":
+        return StartOnly(mode, port, workdir)
     if mode.startswith("gunicorn-usr2"):
         return GunicornUSR2(mode, port, workdir)
     if mode == "uvicorn-restart":
@@ -373,7 +429,7 @@ def _target(mode: str, port: int, workdir: str) -> Target:
         return Systemd(mode, port, workdir)
     if mode in ("inprocess", *SERVERS):
         return Target(mode, port, workdir)
-    raise SystemExit(f"unknown mode {mode!r}; modes: {', '.join(SOCKACT + PEERS)}")
+    raise SystemExit(f"unknown mode {mode!r}; modes: {', '.join(SOCKACT + PEERS + BASELINES)}")
 
 
 def _wrk_runs(port: int, max_seconds: float) -> dict[str, Wrk]:
@@ -413,13 +469,14 @@ def _one(target: Target, reloads: int, max_seconds: float, reload_timeout: float
         for wrk in wrks.values():
             wrk.start()
         with Load("127.0.0.1", target.port, workers=4, max_seconds=max_seconds) as load:
+            load.expect_new(pids)  # the same check per answer in steady state as in the windows
             time.sleep(1.0)  # steady state before the first reload
             for _ in range(reloads):
                 began = time.monotonic() - load.started
                 target.reload()
                 limit = min(deadline, time.monotonic() + reload_timeout)
                 try:
-                    new = _answering(target.port, pids, limit, target.trouble, load)
+                    new = target.new_pid(pids, limit, load)
                 except ReloadFailed as exc:
                     run.note = f"reload {run.reloads + 1} failed: {exc}"
                     run.windows.append((began, time.monotonic() - load.started + TAIL))
@@ -435,6 +492,7 @@ def _one(target: Target, reloads: int, max_seconds: float, reload_timeout: float
                 reap_exited()  # predecessors are orphans re-parented here
             time.sleep(1.0)  # steady state after the last reload
             run.result = load.stop()
+            run.windows = client_windows(run)
             run.wrk = _stop_wrk(wrks)
     except ReloadFailed as exc:
         run.note = f"did not start: {exc}"
@@ -444,6 +502,33 @@ def _one(target: Target, reloads: int, max_seconds: float, reload_timeout: float
         target.close()
         reap_exited()
     return run
+
+
+def _first_seen(run: Run) -> dict[int, float]:
+    """When each pid first answered (the timeline holds each worker's list in turn, not time order)."""
+    first: dict[int, float] = {}
+    for end, ok, pid in run.result.timeline:
+        if ok:
+            first[pid] = min(first.get(pid, end), end)
+    return first
+
+
+def client_windows(run: Run) -> list[tuple[float, float]]:
+    """The reload windows as clients see them, by one rule for every mode: from the signal until a
+    new pid answered and every old pid gave its last answer, plus TAIL. What a mode's procedure
+    does after that, before the next signal, is steady for clients (gunicorn's new master promoting
+    itself within a second, systemctl returning, an old process exiting once it answered its last)
+    and is not in the window; it used to be, which mixed up to a second of steady requests into
+    USR2's windows and none into sockact's. A reload that brought no new pid keeps its window."""
+    first = _first_seen(run)
+    signals = [began for began, _ in run.windows]
+    last_old = [0.0] * len(run.answered)
+    for end, ok, pid in run.result.timeline:
+        i = bisect.bisect_right(signals, end) - 1  # the last signal before this answer
+        if ok and 0 <= i < len(last_old) and first[pid] < signals[i]:
+            last_old[i] = max(last_old[i], end)
+    windows = [(s, max(a, old) + TAIL) for s, a, old in zip(signals, run.answered, last_old)]
+    return windows + run.windows[len(run.answered) :]
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -472,10 +557,7 @@ def _phases(run: Run) -> dict[str, list[float]]:
     answered ("starting": the successor starts while the old process serves) or after it ("after":
     the rest of the window, the old one draining); and by who answered: "new" is a pid first seen
     in that window, "old" one seen before it."""
-    first_seen: dict[int, float] = {}
-    for end, ok, pid in run.result.timeline:  # each worker's list in turn, not in time order
-        if ok:
-            first_seen[pid] = min(first_seen.get(pid, end), end)
+    first_seen = _first_seen(run)
     phases: dict[str, list[float]] = {phase: [] for phase in PHASES}
     for (end, ok, pid), latency in zip(run.result.timeline, run.result.latencies):
         if not ok:
@@ -544,7 +626,7 @@ def table(runs: list[Run]) -> None:
         p99_steady, p99_inside = percentile(steady, 0.99), percentile(inside, 0.99)
         p999_steady, slowest = percentile(steady, 0.999), max(inside, default=float("nan")) * 1000
         ratios[r.mode] = p99_inside / p99_steady
-        kind = "sockact" if r.mode in SOCKACT else "peer"
+        kind = "sockact" if r.mode in SOCKACT else "baseline" if r.mode in BASELINES else "peer"
         print(
             f"| {r.mode} | {kind} | {r.reloads} | {r.result.requests} | {r.result.failed} |"
             f" {percentile(steady, 0.5):.1f} | {p99_steady:.1f} | {p999_steady:.1f} | {percentile(inside, 0.5):.1f} |"
@@ -559,6 +641,13 @@ def table(runs: list[Run]) -> None:
         ours = {mode: ratio for mode, ratio in ratios.items() if mode in SOCKACT}
         above = ", ".join(f"{mode} {ratio:.2f}" for mode, ratio in ours.items() if not ratio <= peer) or "none"
         print(f"\ngunicorn USR2's ratio in this run: {peer:.2f}; sockact modes above it: {above}")
+    floor = ratios.get("start-only")
+    if floor is not None and not math.isnan(floor):
+        stdlib = ", ".join(f"{m} {ratios[m]:.2f}" for m in ("inprocess", "supervisor", "systemd") if m in ratios)
+        print(
+            f"\nstart-only (the same server's start-up beside the serving one, no hand-over): {floor:.2f};"
+            f" the stdlib server's modes: {stdlib or 'not run'}"
+        )
     print("\n(goals: failed 0, built-in and wrk, for every sockact mode; ratio = p99 in reload windows /")
     print(" steady p99 ≤ 1.25, and ≤ gunicorn USR2's in the same run; max reload: the slowest request in")
     print(" any reload window — a client's longest wait — ≤ 2 × steady p99.9)")
@@ -613,7 +702,7 @@ def run(args: argparse.Namespace) -> int:
             reloads = args.reloads
             if target.mode in PEERS and args.peer_reloads:
                 reloads = args.peer_reloads
-            elif target.mode in (*SERVERS, "gunicorn") and args.integration_reloads:
+            elif target.mode in (*SERVERS, "gunicorn", *BASELINES) and args.integration_reloads:
                 reloads = args.integration_reloads
             runs.append(_one(target, reloads, args.max_seconds, args.reload_timeout))
     finally:
@@ -633,9 +722,11 @@ def run(args: argparse.Namespace) -> int:
 def add_parser(sub: Any) -> None:
     parser = sub.add_parser("reload", help=__doc__.splitlines()[0] if __doc__ else "")
     parser.add_argument("--reloads", type=int, default=100)
-    parser.add_argument("--integration-reloads", type=int, default=0, help="per server integration (0: --reloads)")
+    parser.add_argument(
+        "--integration-reloads", type=int, default=0, help="per server integration and start-only (0: --reloads)"
+    )
     parser.add_argument("--peer-reloads", type=int, default=0, help="reloads per peer mode (0: --reloads)")
-    parser.add_argument("--modes", default=",".join(SOCKACT + PEERS))
+    parser.add_argument("--modes", default=",".join(SOCKACT + PEERS + BASELINES))
     parser.add_argument("--max-seconds", type=float, default=600, help="per mode")
     parser.add_argument(
         "--reload-timeout", type=float, default=15, help="seconds for a new pid per reload; the first start gets 2x"

@@ -136,6 +136,9 @@ class Load:
         self._results: list[LoadResult] = []
         self._threads: list[threading.Thread] = []
         self.started = 0.0
+        self._known: frozenset[int] | None = None  # see expect_new
+        self._new_pid = 0
+        self._answered_new = threading.Event()
 
     def start(self) -> Load:
         self.started = time.monotonic()
@@ -156,15 +159,18 @@ class Load:
             total.retried += result.retried
         return total
 
-    def latest_pids(self) -> set[int]:
-        """The pid that answered each worker's latest successful request (who serves right now),
-        read without stopping anything and without a request of its own."""
-        pids = set()
-        for result in list(self._results):
-            timeline = result.timeline
-            if timeline and timeline[-1][1]:
-                pids.add(timeline[-1][2])
-        return pids
+    def expect_new(self, known: set[int]) -> None:
+        """From now on, the first answer from a pid not in ``known`` ends :meth:`wait_new`. Every
+        answer is checked against ``known`` once it is set, in steady state and in a reload alike, so
+        watching costs the load the same at all times (a poll every few ms would run only while
+        waiting, which is what a bench compares against steady state)."""
+        self._answered_new.clear()
+        self._new_pid = 0
+        self._known = frozenset(known)
+
+    def wait_new(self, timeout: float) -> int:
+        """The pid that answered outside :meth:`expect_new`'s set, or 0 if none did within ``timeout``."""
+        return self._new_pid if self._answered_new.wait(timeout) else 0
 
     def stop(self) -> LoadResult:
         """Stop the workers and return the merged result."""
@@ -235,6 +241,10 @@ class Load:
                 result.failed += 1
             else:
                 result.pids[pid] += 1
+                known = self._known
+                if known is not None and pid not in known and not self._new_pid:
+                    self._new_pid = pid
+                    self._answered_new.set()
             end = time.monotonic()
             result.latencies.append(end - began)
             result.timeline.append((end - self.started, ok, pid))

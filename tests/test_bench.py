@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from conftest import need_peer, need_tool
 from helpers import ROOT, child_env
 from sandbox import available
@@ -28,6 +30,7 @@ def _rows(out: str) -> dict[str, str]:
     return rows
 
 
+@pytest.mark.timeout(420)  # every bench, each once: 100-120 s, over the suite's 120 s default on a slow day
 def test_bench_all_runs_every_figure(tmp_path: object) -> None:
     """``python -m bench all --quick``: every bench of issue 7 and every reload mode, each once."""
     why = available()
@@ -45,6 +48,8 @@ def test_bench_all_runs_every_figure(tmp_path: object) -> None:
         assert rows[mode].startswith(f"| {mode} | sockact | 1 |"), out
     for mode in ["naive", "gunicorn-usr2", "uvicorn-restart", "systemd-restart"]:
         assert rows[mode].startswith(f"| {mode} | peer | 1 |"), out
+    assert rows["start-only"].startswith("| start-only | baseline | 1 |"), out
+    assert "start-only (the same server's start-up beside the serving one, no hand-over): " in out
     # gunicorn's USR2 under socket activation: its new master fails (the table says why)
     assert rows["gunicorn-usr2-activated"].startswith("| gunicorn-usr2-activated | peer | 0 |"), out
     assert "gunicorn-usr2-activated: reload 1 failed" in out

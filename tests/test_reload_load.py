@@ -30,3 +30,38 @@ def test_reloads_under_load(example: str, mode: str, tmp_path: object) -> None:
     run = reloads_under_load(server, port, child_env(), os.path.join(str(tmp_path), "server.log"), RELOADS)
     assert_zero_downtime(run, RELOADS)
     assert str(run["output"]).count("upgraded; drained") == RELOADS
+
+
+def test_the_load_tells_the_first_answer_from_a_new_pid(tmp_path: object) -> None:
+    """``Load.expect_new``/``wait_new``, which the reload bench waits on instead of polling: nothing
+    while only the known pid answers; the successor's pid once it answers after a SIGHUP."""
+    import signal
+    import subprocess
+
+    from sockact import NotifyReceiver
+    from sockact._loadgen import Load
+
+    port = free_port()
+    server = [PY, os.path.join(ROOT, "examples", "http_server.py"), "--listen", f"127.0.0.1:{port}"]
+    successor = 0
+    with NotifyReceiver() as receiver:
+        proc = subprocess.Popen(server, env=child_env({"NOTIFY_SOCKET": receiver.address}), stderr=subprocess.DEVNULL)
+        try:
+            message = receiver.receive(timeout=30)
+            assert message is not None and message.get("READY") == "1", message
+            with Load("127.0.0.1", port, workers=2, max_seconds=60) as load:
+                load.expect_new({proc.pid})
+                assert load.wait_new(0.3) == 0  # 0.3 s of answers, all from the known pid
+                proc.send_signal(signal.SIGHUP)
+                successor = load.wait_new(30)
+                assert successor not in (0, proc.pid)
+                result = load.stop()
+            assert result.failed == 0 and result.pids[successor] > 0, result.errors
+            assert proc.wait(30) == 0  # the predecessor drained and exited
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            if successor:  # our child once its parent exited (this module's process is a subreaper)
+                os.kill(successor, signal.SIGTERM)
+                os.waitpid(successor, 0)
