@@ -154,6 +154,7 @@ def test_a_drain_with_no_connection_open_does_not_wait_for_the_grace(
         ("1.1", [(b"host", b"x")], False, False),
         ("1.1", [(b"host", b"x"), (b"connection", b"close")], False, True),  # the client's close is echoed
         ("1.1", [(b"Connection", b"Keep-Alive, Close")], False, True),
+        ("1.1", [(b"connection", b"x-closeable")], False, False),  # an option, not close
         ("1.0", [(b"host", b"x")], True, True),  # draining: every HTTP/1 response is its connection's last
         ("1.1", [(b"connection", b"keep-alive")], True, True),
         ("2", [(b"connection", b"close")], True, False),  # HTTP/2 drains by GOAWAY, has no Connection
@@ -311,12 +312,17 @@ def test_the_uvicorn_integration_refuses_an_interface_it_cannot_wrap() -> None:
 
 
 _KEEP_ALIVE_APP = """
+import asyncio
+
 async def app(scope, receive, send):
     if scope["type"] == "lifespan":
         while (await receive())["type"] != "lifespan.shutdown":
             await send({"type": "lifespan.startup.complete"})
         await send({"type": "lifespan.shutdown.complete"})
         return
+    if scope["path"] == "/slow":  # says when it runs, then answers 0.5 s later
+        print("running", flush=True)
+        await asyncio.sleep(0.5)
     headers = [(b"content-length", b"2"), (b"connection", b"keep-alive")]
     await send({"type": "http.response.start", "status": 200, "headers": headers})
     await send({"type": "http.response.body", "body": b"ok"})
@@ -358,6 +364,38 @@ def test_a_drain_closes_a_busy_connection_whose_app_says_keep_alive(server: str,
                 assert b"close" in said[-1].lower() and b"keep-alive" not in said[-1].lower(), said[-3:]
                 assert responses.read(1) == b""  # the server closed the connection after that response
             assert proc.wait(10) == 0  # nothing left to wait for: no 20 s drain
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
+@pytest.mark.parametrize("server", ["uvicorn", "hypercorn"])
+def test_a_request_running_when_the_drain_starts_says_close_once(server: str, tmp_path: object) -> None:
+    """A request already running at SIGTERM, whose app names ``Connection: keep-alive``: its response
+    says ``close`` and only that (one Connection header, the app's keep-alive dropped), and the
+    connection closes after it."""
+    need_module(server)
+    with open(os.path.join(str(tmp_path), "keep_alive_app.py"), "w") as f:
+        f.write(_KEEP_ALIVE_APP)
+    port = free_port()
+    code = (
+        f"from sockact.integrations import {server} as integration; import keep_alive_app; "
+        f"integration.run(keep_alive_app.app, '127.0.0.1:{port}', drain_timeout=20)"
+    )
+    with NotifyReceiver() as receiver:
+        env = child_env({"PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}", "NOTIFY_SOCKET": receiver.address})
+        proc = subprocess.Popen([PY, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        try:
+            message = receiver.receive(timeout=30)
+            assert message is not None and message.get("READY") == "1", message
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as sock, sock.makefile("rb") as responses:
+                sock.sendall(b"GET /slow HTTP/1.1\r\nhost: x\r\n\r\n")
+                assert proc.stdout is not None and proc.stdout.readline() == b"running\n"
+                proc.terminate()  # SIGTERM while the request runs: drain
+                assert _response(responses) == (200, b"close")
+                assert responses.read(1) == b""
+            assert proc.wait(10) == 0
         finally:
             if proc.poll() is None:
                 proc.kill()

@@ -104,7 +104,7 @@ def asgi_middleware(app: ASGIApp, activity: Activity) -> ASGIApp:
         asked = False
         if scope.get("http_version") in ("1.0", "1.1"):
             for name, value in scope.get("headers", ()):
-                if name.lower() == b"connection" and b"close" in value.lower():
+                if name.lower() == b"connection" and b"close" in (o.strip() for o in value.lower().split(b",")):
                     asked = True
                     break
             http1 = True

@@ -113,10 +113,20 @@ def _requests(server: Any) -> tuple[int, int]:
 
 
 def _close_after_running(server: Any) -> None:
-    """Make the responses of requests running now, not started yet, say ``Connection: close`` (from
-    their cycle's default headers, which uvicorn sends first; h11 and httptools then close the
-    connection after the response). Without it uvicorn's shutdown would end such a connection after
-    a response that let its client send another request on it."""
+    """Make the responses of requests running now, not started yet, say ``Connection: close``, and
+    the connection close after them. Without it uvicorn's shutdown would end such a connection after
+    a response that let its client send another request on it.
+
+    h11: its connection is told keep-alive is off (``process_keep_alive_disabled``, what a client's
+    own close does), so h11 writes the response's Connection itself — ``close``, an app's
+    ``keep-alive`` dropped, one header. httptools (no h11 state): ``close`` joins the cycle's default
+    headers, which uvicorn sends first; an app's own ``keep-alive`` then follows it, and the close
+    still wins (RFC 9110 §7.6.1: the close option ends the connection)."""
     for cycle in _running(server):
-        if not cycle.response_started:
+        if cycle.response_started:
+            continue
+        disable = getattr(getattr(getattr(cycle, "conn", None), "_cstate", None), "process_keep_alive_disabled", None)
+        if callable(disable):
+            disable()
+        else:
             cycle.default_headers = [*cycle.default_headers, (b"connection", b"close")]
