@@ -102,7 +102,7 @@ def _answering(
     answers every 2 ms from this process, whose threads are the load: both only inside reload
     windows, which is what the table compares."""
     if load is not None:
-        load.expect_new(not_pids | {0})
+        load.expect_new(not_pids)
     look = ask = 0.0
     while time.monotonic() < deadline:
         if time.monotonic() >= ask:
@@ -187,7 +187,8 @@ class Target:
         return {self.main, *(p.pid for p in self.procs)}
 
     def close(self) -> None:
-        for pid in self.pids():
+        reaped = {p.pid for p in self.procs if p.poll() is not None}  # their pids may be another's by now
+        for pid in self.pids() - reaped:
             _signal(pid, signal.SIGTERM)
         for proc in self.procs:
             stop(proc, 30)  # the SIGTERM again is harmless: it is draining already, or gone
@@ -485,6 +486,7 @@ def _one(target: Target, reloads: int, max_seconds: float, reload_timeout: float
                 answered = time.monotonic() - load.started  # before took_over: it may wait (systemctl)
                 pids.add(new)
                 target.took_over(new)
+                pids |= load.seen_pids()  # a new generation of several workers: each one is old at the next reload
                 run.answered.append(answered)
                 run.windows.append((began, time.monotonic() - load.started + TAIL))
                 run.reloads += 1

@@ -99,7 +99,7 @@ def request_reload(
     fails the reload then, not at the deadline.
     """
     deadline = clock() + timeout
-    last = "no answer"
+    last = f"no answer on the reload channel {path}"
     absent_since: float | None = None
     while clock() < deadline:
         try:
@@ -113,8 +113,8 @@ def request_reload(
         except TimeoutError:
             return False, f"no outcome within {timeout:g} s from the reload channel {path}"
         except OSError as exc:
-            if exc.errno not in (errno.ECONNRESET, errno.EPIPE):
-                return False, f"cannot use the reload channel {path}: {exc.strerror}"
+            if exc.errno not in (errno.ECONNRESET, errno.EPIPE, errno.EAGAIN):  # EAGAIN: its backlog is full
+                return False, f"cannot use the reload channel {path}: {exc.strerror or exc}"
             line = ""
         else:
             absent_since = None

@@ -168,6 +168,10 @@ class Load:
         self._new_pid = 0
         self._known = frozenset(known)
 
+    def seen_pids(self) -> set[int]:
+        """Every pid that has answered so far."""
+        return {pid for result in list(self._results) for pid in list(result.pids)}
+
     def wait_new(self, timeout: float) -> int:
         """The pid that answered outside :meth:`expect_new`'s set, or 0 if none did within ``timeout``."""
         return self._new_pid if self._answered_new.wait(timeout) else 0
@@ -242,7 +246,7 @@ class Load:
             else:
                 result.pids[pid] += 1
                 known = self._known
-                if known is not None and pid not in known and not self._new_pid:
+                if known is not None and pid and pid not in known and not self._new_pid:
                     self._new_pid = pid
                     self._answered_new.set()
             end = time.monotonic()

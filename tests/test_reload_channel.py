@@ -136,6 +136,8 @@ def test_reloads_asked_for_while_one_starts_get_its_outcome(tmp_path: object) ->
 def test_no_channel_is_a_clear_failure(tmp_path: object) -> None:
     out = sockact_reload(os.path.join(str(tmp_path), "nothing"), timeout=0.5)
     assert out.returncode == 1 and "nothing serves the reload channel" in out.stderr, out.stderr
+    out = sockact_reload(os.path.join(str(tmp_path), "x" * 120), timeout=0.5)  # longer than sun_path
+    assert out.returncode == 1 and "path too long" in out.stderr and "None" not in out.stderr, out.stderr
     out = subprocess.run([*SOCKACT, "reload"], env=child_env(), capture_output=True, text=True, timeout=30)
     assert out.returncode == 2 and "--control PATH or set SOCKACT_CONTROL" in out.stderr, out.stderr
 
