@@ -4,9 +4,11 @@ and READY=1 only once the server accepts."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -329,52 +331,10 @@ async def app(scope, receive, send):
 """
 
 
-@pytest.mark.parametrize("server", ["uvicorn", "hypercorn"])
-def test_a_drain_closes_a_busy_connection_whose_app_says_keep_alive(server: str, tmp_path: object) -> None:
-    """An app that names ``Connection: keep-alive`` on every response, a client sending request
-    after request on one connection, SIGTERM: a response during the drain says close (not
-    keep-alive), the server closes the connection after it, and the process exits long before the
-    drain timeout. Were the app's keep-alive kept, the client would never go quiet and the drain
-    would run its 20 s and cut it."""
-    need_module(server)
-    with open(os.path.join(str(tmp_path), "keep_alive_app.py"), "w") as f:
-        f.write(_KEEP_ALIVE_APP)
-    port = free_port()
-    code = (
-        f"from sockact.integrations import {server} as integration; import keep_alive_app; "
-        f"integration.run(keep_alive_app.app, '127.0.0.1:{port}', drain_timeout=20)"
-    )
-    with NotifyReceiver() as receiver:
-        env = child_env({"PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}", "NOTIFY_SOCKET": receiver.address})
-        proc = subprocess.Popen([PY, "-c", code], env=env, stderr=subprocess.DEVNULL)
-        try:
-            message = receiver.receive(timeout=30)
-            assert message is not None and message.get("READY") == "1", message
-            said: list[bytes] = []
-            with socket.create_connection(("127.0.0.1", port), timeout=10) as sock, sock.makefile("rb") as responses:
-                for sent in range(5000):  # bounded; the drain has begun long before
-                    sock.sendall(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
-                    status, connection = _response(responses)
-                    assert status == 200, said[-3:]
-                    said.append(connection)
-                    if sent == 0:
-                        proc.terminate()  # SIGTERM: drain
-                    if b"close" in connection.lower():
-                        break
-                assert b"close" in said[-1].lower() and b"keep-alive" not in said[-1].lower(), said[-3:]
-                assert responses.read(1) == b""  # the server closed the connection after that response
-            assert proc.wait(10) == 0  # nothing left to wait for: no 20 s drain
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-
-
-@pytest.mark.parametrize("server", ["uvicorn", "hypercorn"])
-def test_a_request_running_when_the_drain_starts_says_close_once(server: str, tmp_path: object) -> None:
-    """A request already running at SIGTERM, whose app names ``Connection: keep-alive``: its response
-    says ``close`` and only that (one Connection header, the app's keep-alive dropped), and the
-    connection closes after it."""
+@contextlib.contextmanager
+def _keep_alive_server(server: str, tmp_path: object) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    """The keep-alive app above served by ``server``'s integration (drain timeout 20 s), once it sent
+    READY=1: (its process, with stdout piped; its port). Killed if the test left it running."""
     need_module(server)
     with open(os.path.join(str(tmp_path), "keep_alive_app.py"), "w") as f:
         f.write(_KEEP_ALIVE_APP)
@@ -389,17 +349,50 @@ def test_a_request_running_when_the_drain_starts_says_close_once(server: str, tm
         try:
             message = receiver.receive(timeout=30)
             assert message is not None and message.get("READY") == "1", message
-            with socket.create_connection(("127.0.0.1", port), timeout=10) as sock, sock.makefile("rb") as responses:
-                sock.sendall(b"GET /slow HTTP/1.1\r\nhost: x\r\n\r\n")
-                assert proc.stdout is not None and proc.stdout.readline() == b"running\n"
-                proc.terminate()  # SIGTERM while the request runs: drain
-                assert _response(responses) == (200, b"close")
-                assert responses.read(1) == b""
-            assert proc.wait(10) == 0
+            yield proc, port
         finally:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+
+
+@pytest.mark.parametrize("server", ["uvicorn", "hypercorn"])
+def test_a_drain_closes_a_busy_connection_whose_app_says_keep_alive(server: str, tmp_path: object) -> None:
+    """An app that names ``Connection: keep-alive`` on every response, a client sending request
+    after request on one connection, SIGTERM: a response during the drain says close (not
+    keep-alive), the server closes the connection after it, and the process exits long before the
+    drain timeout. Were the app's keep-alive kept, the client would never go quiet and the drain
+    would run its 20 s and cut it."""
+    with _keep_alive_server(server, tmp_path) as (proc, port):
+        said: list[bytes] = []
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock, sock.makefile("rb") as responses:
+            for sent in range(5000):  # bounded; the drain has begun long before
+                sock.sendall(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+                status, connection = _response(responses)
+                assert status == 200, said[-3:]
+                said.append(connection)
+                if sent == 0:
+                    proc.terminate()  # SIGTERM: drain
+                if b"close" in connection.lower():
+                    break
+            assert b"close" in said[-1].lower() and b"keep-alive" not in said[-1].lower(), said[-3:]
+            assert responses.read(1) == b""  # the server closed the connection after that response
+        assert proc.wait(10) == 0  # nothing left to wait for: no 20 s drain
+
+
+@pytest.mark.parametrize("server", ["uvicorn", "hypercorn"])
+def test_a_request_running_when_the_drain_starts_says_close_once(server: str, tmp_path: object) -> None:
+    """A request already running at SIGTERM, whose app names ``Connection: keep-alive``: its response
+    says ``close`` and only that (one Connection header, the app's keep-alive dropped), and the
+    connection closes after it."""
+    with _keep_alive_server(server, tmp_path) as (proc, port):
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock, sock.makefile("rb") as responses:
+            sock.sendall(b"GET /slow HTTP/1.1\r\nhost: x\r\n\r\n")
+            assert proc.stdout is not None and proc.stdout.readline() == b"running\n"
+            proc.terminate()  # SIGTERM while the request runs: drain
+            assert _response(responses) == (200, b"close")
+            assert responses.read(1) == b""
+        assert proc.wait(10) == 0
 
 
 def _response(responses: Any) -> tuple[int, bytes]:
