@@ -27,7 +27,8 @@ The baseline, same load:
   one (on a port of its own), answers once, and is killed. The serving process is never touched, so
   its window is what the successor's start-up alone costs the clients of a 2-core machine (an
   interpreter, imports, threads: CPU taken from the serving process and the clients); the sockact
-  modes' windows are that plus the hand-over. It gets --integration-reloads.
+  modes' windows are that plus the hand-over. Its window runs from the copy's start until its
+  READY=1, plus 0.2 s. It gets --integration-reloads.
 
 A reload window runs from the signal until a new pid answers and the mode's procedure is over (for
 gunicorn: the old master exited and the new one promoted itself; for uvicorn: every old worker
@@ -456,7 +457,7 @@ def _stop_wrk(runs: dict[str, Wrk]) -> dict[str, WrkResult | str]:
     return results
 
 
-def _one(target: Target, reloads: int, max_seconds: float, reload_timeout: float) -> Run:
+def _one(target: Target, reloads: int, max_seconds: float, reload_timeout: float, steady: float = 1.0) -> Run:
     deadline = time.monotonic() + max_seconds
     run = Run(target.mode)
     wrks: dict[str, Wrk] = {}
@@ -471,7 +472,7 @@ def _one(target: Target, reloads: int, max_seconds: float, reload_timeout: float
             wrk.start()
         with Load("127.0.0.1", target.port, workers=4, max_seconds=max_seconds) as load:
             load.expect_new(pids)  # the same check per answer in steady state as in the windows
-            time.sleep(1.0)  # steady state before the first reload
+            time.sleep(steady)  # steady state before the first reload
             for _ in range(reloads):
                 began = time.monotonic() - load.started
                 target.reload()
@@ -492,7 +493,7 @@ def _one(target: Target, reloads: int, max_seconds: float, reload_timeout: float
                 run.reloads += 1
                 time.sleep(TAIL + GAP)
                 reap_exited()  # predecessors are orphans re-parented here
-            time.sleep(1.0)  # steady state after the last reload
+            time.sleep(steady)  # steady state after the last reload
             run.result = load.stop()
             run.windows = client_windows(run)
             run.wrk = _stop_wrk(wrks)
@@ -690,6 +691,8 @@ def plot(runs: list[Run], path: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if not 0 <= args.steady < math.inf:
+        raise SystemExit(f"--steady {args.steady}: give 0 or more seconds")
     become_subreaper()
     modes = args.modes.split(",")
     workdir = tempfile.mkdtemp(prefix="sockact-bench-")
@@ -706,7 +709,7 @@ def run(args: argparse.Namespace) -> int:
                 reloads = args.peer_reloads
             elif target.mode in (*SERVERS, "gunicorn", *BASELINES) and args.integration_reloads:
                 reloads = args.integration_reloads
-            runs.append(_one(target, reloads, args.max_seconds, args.reload_timeout))
+            runs.append(_one(target, reloads, args.max_seconds, args.reload_timeout, args.steady))
     finally:
         if box is not None:
             box.close()
@@ -732,6 +735,9 @@ def add_parser(sub: Any) -> None:
     parser.add_argument("--max-seconds", type=float, default=600, help="per mode")
     parser.add_argument(
         "--reload-timeout", type=float, default=15, help="seconds for a new pid per reload; the first start gets 2x"
+    )
+    parser.add_argument(
+        "--steady", type=float, default=1.0, help="seconds of steady state before the first reload and after the last"
     )
     parser.add_argument("--plot", metavar="PNG", help="write a timeline of --plot-modes")
     parser.add_argument("--plot-modes", default="inprocess,naive,gunicorn-usr2")

@@ -21,7 +21,19 @@ STEPS: list[tuple[str, list[str], list[str]]] = [
     (
         "Reloads under continuous load, sockact and its peers",
         ["reload", "--reloads", "100", "--integration-reloads", "30", "--peer-reloads", "10", "--plot", "{png}"],
-        ["reload", "--reloads", "1", "--peer-reloads", "1", "--plot", "{png}", "--reload-timeout", "8"],
+        [
+            "reload",
+            "--reloads",
+            "1",
+            "--peer-reloads",
+            "1",
+            "--plot",
+            "{png}",
+            "--reload-timeout",
+            "8",
+            "--steady",
+            "0.3",
+        ],
     ),
     ("Hand-over cost against a bare start", ["handover", "--repeats", "21"], ["handover", "--repeats", "2"]),
     (
