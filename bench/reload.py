@@ -47,7 +47,6 @@ responses while it drains).
 from __future__ import annotations
 
 import argparse
-import bisect
 import importlib
 import math
 import os
@@ -495,7 +494,6 @@ def _one(target: Target, reloads: int, max_seconds: float, reload_timeout: float
                 reap_exited()  # predecessors are orphans re-parented here
             time.sleep(steady)  # steady state after the last reload
             run.result = load.stop()
-            run.windows = client_windows(run)
             run.wrk = _stop_wrk(wrks)
     except ReloadFailed as exc:
         run.note = f"did not start: {exc}"
@@ -514,24 +512,6 @@ def _first_seen(run: Run) -> dict[int, float]:
         if ok:
             first[pid] = min(first.get(pid, end), end)
     return first
-
-
-def client_windows(run: Run) -> list[tuple[float, float]]:
-    """The reload windows as clients see them, by one rule for every mode: from the signal until a
-    new pid answered and every old pid gave its last answer, plus TAIL. What a mode's procedure
-    does after that, before the next signal, is steady for clients (gunicorn's new master promoting
-    itself within a second, systemctl returning, an old process exiting once it answered its last)
-    and is not in the window; it used to be, which mixed up to a second of steady requests into
-    USR2's windows and none into sockact's. A reload that brought no new pid keeps its window."""
-    first = _first_seen(run)
-    signals = [began for began, _ in run.windows]
-    last_old = [0.0] * len(run.answered)
-    for end, ok, pid in run.result.timeline:
-        i = bisect.bisect_right(signals, end) - 1  # the last signal before this answer
-        if ok and 0 <= i < len(last_old) and first[pid] < signals[i]:
-            last_old[i] = max(last_old[i], end)
-    windows = [(s, max(a, old) + TAIL) for s, a, old in zip(signals, run.answered, last_old)]
-    return windows + run.windows[len(run.answered) :]
 
 
 def percentile(values: list[float], q: float) -> float:
