@@ -283,7 +283,7 @@ class _Pending:
     ) -> None:
         self.pid = pid
         self.deadline = deadline  #: no READY=1 by then: not ready
-        self.ready_at = ready_at  #: --ready spawn/SECONDS: ready by then without READY=1
+        self.ready_at = ready_at  #: --ready SECONDS: ready by then without READY=1
         self.warn_at = warn_at
         self.confirm_until: float | None = None  #: set by READY=1 while waiting for its barrier
         self.began = began  #: when the reload (or start) asked for it
@@ -416,11 +416,11 @@ class Handoff:
         self.pending.pid = pid
         self._started[pid] = now
         ready = self.policy.ready
-        if ready == "spawn":
-            self.pending.ready_at = now
-        elif not isinstance(ready, str):
+        if not isinstance(ready, str):
             self.pending.ready_at = now + ready
         out += [Allow(pid), Log(logging.DEBUG, f"started successor pid {pid}")]
+        if ready == "spawn":  # ready the moment it exists: no window in which its exit is a failed start
+            self._hand_over(out)
 
     def _on_message(self, out: list[Effect], now: float, pid: int, fields: Mapping[str, str]) -> None:
         p = self.pending

@@ -345,11 +345,21 @@ def test_supervisor_warns_once_when_no_ready_came() -> None:
     assert not [e for e in m.handle(h.Tick(), 6.0) if isinstance(e, h.Log)]
 
 
-@pytest.mark.parametrize(("ready", "when"), [("spawn", 0.0), (2.5, 2.5)])
-def test_supervisor_ready_without_notify(ready: str | float, when: float) -> None:
-    m = machine(h.Policy(ready=ready), [(h.Start(), 0.0), (h.Spawned(10), 0.0)])
-    assert m.next_deadline() == when
-    assert kinds(m.handle(h.Tick(), when)) == ["HandOver(10)"]
+def test_supervisor_ready_after_seconds_without_notify() -> None:
+    m = machine(h.Policy(ready=2.5), [(h.Start(), 0.0), (h.Spawned(10), 0.0)])
+    assert m.next_deadline() == 2.5
+    assert kinds(m.handle(h.Tick(), 2.5)) == ["HandOver(10)"]
+
+
+def test_supervisor_ready_at_spawn_hands_over_in_the_same_step() -> None:
+    """--ready spawn: no tick between the spawn and the hand-over, so a child that exits at once is
+    always a crash of the serving child, never a successor that failed to start."""
+    m = machine(h.Policy(ready="spawn"), [(h.Start(), 0.0)])
+    assert kinds(m.handle(h.Spawned(10), 0.0)) == ["Allow(10)", "HandOver(10)"]
+    m.handle(h.HandedOver(), 0.0)
+    assert m.state is State.SERVING and m.current == 10 and m.next_deadline() is None
+    lines = [e.text for e in m.handle(h.Exited(10, 3), 0.001) if isinstance(e, h.Log)]
+    assert lines and "child pid 10 exited unexpectedly with status 3" in lines[0], lines
 
 
 def test_supervisor_backs_off_while_children_die_young_and_gives_up() -> None:

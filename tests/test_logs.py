@@ -100,8 +100,7 @@ def test_sockact_run_under_the_journal_prefixes_each_line_with_its_priority(tmp_
         rf": sockact {re.escape(__version__)} pid \d+ serving http=127\.0\.0\.1:\d+ \(bound\) with child pid \d+",
         start[0],
     )
-    # The restart may be reaped before or after --ready=spawn records it ready: either wording names status 3.
-    crashes = [line for line in lines if "with status 3" in line]
+    crashes = [line for line in lines if "exited unexpectedly with status 3" in line]
     assert len(crashes) == 2 and all(line.startswith("<3>") for line in crashes), lines  # journalctl -p err sees them
     assert "giving up" in crashes[-1]
     assert all(re.match(r"<[0-7]>", line) for line in lines), lines
