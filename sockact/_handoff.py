@@ -11,6 +11,7 @@ only in how they carry out ``Spawn`` and ``HandOver``. docs/PROTOCOL.md draws th
        │  └── failed ──────┴── exit / deadline / ──────┴── exit ◀──HandOverFailed─┘──▶ SERVING (supervisor:
        │                       spawn failed                                             new child is current)
     RESTARTING ◀── (supervisor) a failure with no child serving: back off, then STARTING again
+    STARTING ──Spawned──▶ HANDING_OVER  (supervisor with ready="spawn": ready the moment it exists)
     any ──Stop──▶ STOPPING ──(supervisor: last child gone)──▶ DONE
 
 A reload asked for while STARTING…HANDING_OVER is coalesced into one more, served after the
@@ -419,8 +420,6 @@ class Handoff:
         if not isinstance(ready, str):
             self.pending.ready_at = now + ready
         out += [Allow(pid), Log(logging.DEBUG, f"started successor pid {pid}")]
-        if ready == "spawn":  # ready the moment it exists: no window in which its exit is a failed start
-            self._hand_over(out)
 
     def _on_message(self, out: list[Effect], now: float, pid: int, fields: Mapping[str, str]) -> None:
         p = self.pending
@@ -556,6 +555,12 @@ class SupervisorHandoff(Handoff):
                 self.current = None
             self._maybe_done()
 
+    def _on_spawned(self, out: list[Effect], now: float, pid: int) -> None:
+        asked_for = self.state is State.STARTING and self.pending is not None and self.pending.pid is None
+        super()._on_spawned(out, now, pid)
+        if asked_for and self.policy.ready == "spawn":
+            self._hand_over(out)  # ready the moment it exists: its exit is then always a crash, never a failed start
+
     def _on_message(self, out: list[Effect], now: float, pid: int, fields: Mapping[str, str]) -> None:
         if pid == self.current and self.state is not State.STOPPING:
             forwarded = {k: v for k, v in fields.items() if k in ("STATUS", "ERRNO") or (k, v) == ("WATCHDOG", "1")}
@@ -566,6 +571,7 @@ class SupervisorHandoff(Handoff):
 
     def _on_exit(self, out: list[Effect], now: float, pid: int, code: int) -> None:
         if pid in self.draining:
+            self._started.pop(pid, None)
             killed = self.draining.pop(pid) == float("inf")
             out.append(self._drained(pid, code, killed))
             if self.state is State.STOPPING and not self.gave_up:

@@ -9,7 +9,9 @@ A thin driver of the one hand-over machine (``sockact._handoff``) in supervisor 
 
 * a new child ready (READY=1, at once with ``--ready spawn``, or after N seconds) → it serves; the
   old one gets SIGTERM and, after the drain timeout, SIGKILL; READY=1 upstream.
-* a new child that dies or times out → killed and reaped; the current child keeps serving.
+* a new child that dies or times out before it is ready → killed and reaped; the current child
+  keeps serving. (With ``--ready spawn`` it is ready the moment it starts: a crash after that is
+  the serving child's, below.)
 * the current child dies → restarted after a back-off that grows while children die young
   (< ``quick`` s), whether or not they said READY=1; after ``give_up_after`` such failures in a
   row the supervisor exits 1, so systemd's ``Restart=``/``StartLimitBurst=`` take over.
@@ -49,7 +51,7 @@ WARN_AFTER = 5.0
 
 
 def parse_ready(text: str) -> str | float:
-    """``notify``, ``spawn`` or a number of seconds (``--ready``); raises UsageError otherwise."""
+    """``notify``, ``spawn`` or a number of seconds (``--ready``; 0 is ``spawn``); raises UsageError otherwise."""
     if text in ("notify", "spawn"):
         return text
     try:
@@ -58,7 +60,7 @@ def parse_ready(text: str) -> str | float:
         seconds = float("nan")
     if not 0 <= seconds < 3600:
         raise UsageError(f"--ready {text}: use notify, spawn or a number of seconds from 0 to 3600")
-    return seconds
+    return "spawn" if seconds == 0 else seconds
 
 
 class Supervisor(Driver):

@@ -9,7 +9,9 @@ from collections.abc import Sequence
 import pytest
 
 from sockact import _handoff as h
+from sockact._errors import UsageError
 from sockact._handoff import State
+from sockact._supervisor import parse_ready
 
 INPROC = h.Policy(ready_timeout=60.0, confirm=1.0)
 SUPER = h.Policy(ready_timeout=60.0, drain_timeout=30.0, warn_after=5.0, give_up_after=3)
@@ -362,6 +364,21 @@ def test_supervisor_ready_at_spawn_hands_over_in_the_same_step() -> None:
     assert lines and "child pid 10 exited unexpectedly with status 3" in lines[0], lines
 
 
+def test_supervisor_ready_at_spawn_on_a_reload_retires_the_old_child_at_once() -> None:
+    m = machine(h.Policy(ready="spawn"), [(h.Start(), 0.0), (h.Spawned(10), 0.0), (h.HandedOver(), 0.0)])
+    m.handle(h.Reload(), 5.0)
+    assert kinds(m.handle(h.Spawned(11), 5.0)) == ["Allow(11)", "HandOver(11)"]
+    assert "Signal(10,SIGTERM)" in kinds(m.handle(h.HandedOver(), 5.0))
+    assert m.current == 11 and 10 in m.children()  # draining
+
+
+def test_the_in_process_machine_never_hands_over_at_spawn() -> None:
+    """ready="spawn" is the supervisor's: in-process, Spawned may name a relay, and READY=1 is owed."""
+    m = h.Handoff(h.Policy(ready="spawn"))
+    m.handle(h.Reload(), 0.0)
+    assert kinds(m.handle(h.Spawned(7), 0.0)) == ["Allow(7)"] and m.state is State.STARTING
+
+
 def test_supervisor_backs_off_while_children_die_young_and_gives_up() -> None:
     m = machine(SUPER, SUP_FIRST)
     delays = []
@@ -437,3 +454,16 @@ def test_an_old_childs_exit_is_quiet_unless_its_drain_went_wrong(
 ) -> None:
     m = machine(SUPER, [*SUP_SERVING, (h.Stop(), 1.0), *extra])
     assert [(e.level, e.text) for e in m.handle(h.Exited(10, code), 32.0) if isinstance(e, h.Log)] == [(level, text)]
+
+
+@pytest.mark.parametrize(
+    ("text", "ready"), [("notify", "notify"), ("spawn", "spawn"), ("0", "spawn"), ("0.5", 0.5), ("2", 2.0)]
+)
+def test_parse_ready(text: str, ready: str | float) -> None:
+    assert parse_ready(text) == ready
+
+
+@pytest.mark.parametrize("text", ["", "soon", "-1", "3600", "nan", "inf"])
+def test_parse_ready_refuses_with_a_usage_error(text: str) -> None:
+    with pytest.raises(UsageError, match=r"--ready .*: use notify, spawn or a number of seconds"):
+        parse_ready(text)
