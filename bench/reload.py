@@ -590,8 +590,9 @@ def _wrk_cell(result: WrkResult | str | None) -> str:
         return "no wrk"
     if isinstance(result, str):
         return result
-    # wrk's "requests" are the answered ones; a socket error is an attempt that got no answer
-    return f"{result.failed} of {result.requests + result.socket_errors}"
+    # wrk's "requests" are its answers (a late one also counts a timeout); a connect, read or write
+    # error is an attempt that got none
+    return f"{result.failed} of {result.requests + result.connect + result.read + result.write}"
 
 
 def table(runs: list[Run]) -> None:
@@ -599,7 +600,7 @@ def table(runs: list[Run]) -> None:
     print("keep-alive, half a new connection per request; a request lost on a reused keep-alive connection is")
     print("failed, and 'retry would survive' says how many of those a client retrying once would have got")
     print("answered) and, in the same run, wrk: 16 keep-alive connections and 16 sending Connection: close")
-    print("(socket errors + non-2xx, of its answered requests + socket errors)\n")
+    print("(socket errors + non-2xx, of its answers + connect/read/write errors)\n")
     print("| mode | kind | reloads | requests | failed | p50 steady ms | p99 steady ms | p99.9 steady ms |", end="")
     print(" p50 reload ms | p99 reload ms | max reload ms | ratio (≤ 1.25) | max ÷ steady p99.9 (≤ 2) |", end="")
     print(" retry would survive | wrk keep-alive failed | wrk close failed |")
