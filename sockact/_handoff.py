@@ -556,9 +556,9 @@ class SupervisorHandoff(Handoff):
             self._maybe_done()
 
     def _on_spawned(self, out: list[Effect], now: float, pid: int) -> None:
-        asked_for = self.state is State.STARTING and self.pending is not None and self.pending.pid is None
         super()._on_spawned(out, now, pid)
-        if asked_for and self.policy.ready == "spawn":
+        taken = self.state is State.STARTING and self.pending is not None and self.pending.pid == pid
+        if taken and self.policy.ready == "spawn":
             self._hand_over(out)  # ready the moment it exists: its exit is then always a crash, never a failed start
 
     def _on_message(self, out: list[Effect], now: float, pid: int, fields: Mapping[str, str]) -> None:
