@@ -15,6 +15,7 @@ import sys
 from . import __version__
 from ._ask import CONTROL_VAR, report, request_reload, seconds
 from ._errors import SockactError, UsageError
+from ._priority import START_NICE
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs more than `sockact reload` needs
 if TYPE_CHECKING:
@@ -138,15 +139,23 @@ def _seconds(*, zero: bool) -> Callable[[str], float]:
     return parse
 
 
-def _count(text: str) -> int:
-    """An argparse type: a whole number from 0 to 10000."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if not 0 <= value <= 10_000:
-        raise argparse.ArgumentTypeError(f"{text!r}: give a whole number from 0 to 10000")
-    return value
+def _whole(high: int, what: str) -> Callable[[str], int]:
+    """An argparse type: a whole number from 0 to ``high``; ``what`` names it in the error."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = -1
+        if not 0 <= value <= high:
+            raise argparse.ArgumentTypeError(f"{text!r}: give {what}")
+        return value
+
+    return parse
+
+
+_count = _whole(10_000, "a whole number from 0 to 10000")
+_nice = _whole(19, "a nice increment from 0 (none) to 19")  # --start-nice
 
 
 def _unique_listens(listens: list[tuple[str, str]] | None) -> list[tuple[str, str]]:
@@ -255,6 +264,7 @@ def _run(args: argparse.Namespace) -> int:
             pidfile=pidfile,
             control=args.control,
             give_up_after=args.give_up_after,
+            start_nice=args.start_nice,
         )
         return supervisor.run()
 
@@ -461,6 +471,14 @@ def _add_run(sub: argparse._SubParsersAction[_Parser]) -> None:
     )
     run.add_argument(
         "--reload-signal", type=_signal, default=signal.SIGHUP, metavar="SIG", help="default HUP; not TERM or INT"
+    )
+    run.add_argument(
+        "--start-nice",
+        type=_nice,
+        default=START_NICE,
+        metavar="N",
+        help=f"a new child starts N nicer while the old one serves, until it is ready (0: full priority; "
+        f"default {START_NICE})",
     )
     run.add_argument("--pidfile", metavar="PATH", help="write sockact's own pid here")
     run.add_argument(

@@ -17,8 +17,9 @@ from collections.abc import Callable, Mapping
 
 from . import _handoff as h
 from ._control import Askers, ControlServer, holds_sockets
-from ._errors import SockactError, SpawnError
+from ._errors import SockactError, SpawnError, UsageError
 from ._poll import readable
+from ._priority import START_NICE
 from ._receiver import Message, NotifyReceiver
 from ._signals import SignalPipe
 from ._spawn import Child, children_of, parent_of
@@ -46,9 +47,13 @@ class Driver:
         stop_signals: tuple[int, ...],
         listeners: Mapping[str, socket.socket] | None = None,
         control_path: str | None = None,
+        start_nice: int = START_NICE,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        if isinstance(start_nice, bool) or not isinstance(start_nice, int) or not 0 <= start_nice <= 19:
+            raise UsageError(f"start_nice is a nice increment from 0 (none) to 19, not {start_nice!r}")
         self.machine = machine
+        self.start_nice = start_nice
         self.upstream = upstream
         self.stop_signals = stop_signals
         self.clock = clock
@@ -85,6 +90,11 @@ class Driver:
         """Tell the manager ``pid`` serves now; raise SockactError/OSError when that failed."""
         raise NotImplementedError
 
+    def _successor_nice(self) -> int:
+        """``spawn(nice=)`` for the successor :meth:`_spawn` starts now: :attr:`start_nice` while
+        another generation serves, else 0."""
+        return self.start_nice if self.machine.serves_meanwhile else 0
+
     def _hammer(self) -> None:
         """A second stop arrived while draining (in-process)."""
 
@@ -115,6 +125,7 @@ class Driver:
             case h.Tell(fields):
                 self.upstream.tell(fields)
             case h.HandOver(pid, status):
+                self._give_priority_back(pid)
                 try:
                     self._hand_over(pid, status)
                 except (SockactError, OSError) as exc:
@@ -144,6 +155,19 @@ class Driver:
                 self._reported(outcome)
                 self.askers.outcome(outcome)
                 self._confirm()
+
+    def _give_priority_back(self, pid: int) -> None:
+        child = self.children.get(pid)
+        failures = child.restore_priority() if child is not None else []
+        if failures:
+            more = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
+            log.warning(
+                "successor pid %d keeps the nice value it started with: %s%s; give the service LimitNICE=+0 "
+                "(RLIMIT_NICE 20), or start_nice=0 / --start-nice 0 to start successors at full priority",
+                pid,
+                failures[0],
+                more,
+            )
 
     # -- the loop -------------------------------------------------------------------------------------
 

@@ -317,6 +317,13 @@ class Handoff:
         return self.state in (State.STARTING, State.CONFIRMING, State.HANDING_OVER)
 
     @property
+    def serves_meanwhile(self) -> bool:
+        """Whether another generation serves while the successor being spawned starts (in-process:
+        this process, always; not with ``ready="spawn"``, which hands over at once). The driver then
+        starts it at a lower CPU priority, given back at the hand-over (``_priority``)."""
+        return self.policy.ready != "spawn"
+
+    @property
     def pending_pid(self) -> int | None:
         return self.pending.pid if self.pending is not None else None
 
@@ -526,6 +533,10 @@ class SupervisorHandoff(Handoff):
         self.gave_up = False
         self.served = False  #: a child has been ready once: later readies without a predecessor are restarts
         self.restarts = Restarts(policy)
+
+    @property
+    def serves_meanwhile(self) -> bool:
+        return self.current is not None and super().serves_meanwhile  # a first start or a restart: nobody
 
     def children(self) -> list[int]:
         return [*self.draining, *([self.current] if self.current is not None else []), *super().children()]

@@ -8,6 +8,7 @@ and exec — safe in a process with threads.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import functools
@@ -15,12 +16,13 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from types import TracebackType
 
 from ._env import LISTEN_FDS_START, successor_env, trampoline
 from ._errors import SpawnError, UsageError
 from ._poll import readable
+from ._priority import lowered_nice, restore
 from ._procenv import process_environ
 
 __all__ = ["Child", "spawn", "default_command"]
@@ -83,6 +85,8 @@ class Child:
         self.orphaned = False
         self.pidfd: int | None = _pidfd(pid)  #: the process's own (the relay's until identified)
         self._relay_fd: int | None = None
+        #: ``(value, base)``: spawned at nice ``value``, to get ``base`` back (:meth:`restore_priority`).
+        self.niced: tuple[int, int] | None = None
 
     def __repr__(self) -> str:
         return f"<Child pid={self.pid} returncode={self.returncode}>"
@@ -125,6 +129,14 @@ class Child:
         code = _relayed(os.waitstatus_to_exitcode(status)) if status is not None else -255
         self.returncode = -255 if code == -signal.SIGKILL else code  # our SIGKILL came first: unknown
         return False
+
+    def restore_priority(self) -> list[str]:
+        """Give the process (and what it started) the nice value it was spawned without, once; one
+        line per thread that could not be changed (``_priority.restore``)."""
+        if self.niced is None:
+            return []
+        (value, base), self.niced = self.niced, None
+        return restore(self.pid, value, base)[1]
 
     def _alive(self) -> bool:
         """Whether the named process itself still runs (by its pidfd)."""
@@ -295,6 +307,7 @@ def spawn(
     upstream_notify_socket: str | None = None,
     cwd: str | None = None,
     relay: bool = False,
+    nice: int = 0,
 ) -> Child:
     """Start ``argv`` with ``fds`` as its fds 3.. named ``names``, as systemd starts a service.
 
@@ -305,6 +318,10 @@ def spawn(
     (the first leads a new process group, which the command joins): :meth:`Child.orphan` can then
     end that shell at the hand-over and make the command systemd's own child (see the module
     docstring of ``_upgrade``). The returned Child has the shell's pid until :meth:`Child.identify`.
+
+    With ``nice`` > 0 the child starts that much nicer, if this thread could give the value back
+    (``_priority``); :meth:`Child.restore_priority` does. The calling thread takes that value for the
+    posix_spawn call, so the child has it from its first instruction.
 
     Raises:
         SpawnError: the command could not be started (not found, not executable, fd limit; a relay
@@ -318,6 +335,9 @@ def spawn(
         raise UsageError(f"spawn got {len(fds)} fds but {len(names)} names")
     if relay and not _pidfds():
         raise SpawnError("a relayed child needs pidfds (Linux >= 5.3) to be followed once orphaned")
+    if nice < 0:
+        raise UsageError(f"spawn's nice is an increment of 0 or more, not {nice}")
+    niced = lowered_nice(nice)
     env, pid_vars = successor_env(
         process_environ() if environ is None else environ,
         list(names),
@@ -347,7 +367,8 @@ def spawn(
             start = functools.partial(
                 os.posix_spawn, _SH, shell, env, file_actions=actions, setsigmask=(), setsigdef=_DEFAULT_SIGNALS
             )
-            pid = start(setpgroup=0) if relay else start()
+            with _nicer(niced) as niced:
+                pid = start(setpgroup=0) if relay else start()
         except OSError as exc:
             hint = " (raise LimitNOFILE= / ulimit -n)" if exc.errno in (errno.EMFILE, errno.ENFILE) else ""
             raise SpawnError(f"cannot start {argv[0]!r}: {exc.strerror}{hint}") from exc
@@ -357,4 +378,27 @@ def spawn(
     finally:
         for fd in staged:
             os.close(fd)
-    return Child(pid, relayed=relay)
+    child = Child(pid, relayed=relay)
+    child.niced = niced
+    return child
+
+
+@contextlib.contextmanager
+def _nicer(niced: tuple[int, int] | None) -> Iterator[tuple[int, int] | None]:
+    """This thread at nice ``value`` while the child is cloned, which inherits it (sched(7)), then
+    ``base`` again: that this is allowed was checked by ``lowered_nice`` (Linux keeps a nice value
+    per thread, so the process's other threads never change). Yields ``niced``, or None when the
+    value could not be taken (a system call filter): the child then starts at full priority."""
+    if niced is None:
+        yield None
+        return
+    value, base = niced
+    try:
+        os.setpriority(os.PRIO_PROCESS, 0, value)
+    except OSError:
+        yield None
+        return
+    try:
+        yield niced
+    finally:
+        os.setpriority(os.PRIO_PROCESS, 0, base)

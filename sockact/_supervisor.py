@@ -35,6 +35,7 @@ from ._drive import Driver
 from ._errors import UsageError
 from ._listeners import Listeners
 from ._pidfile import PIDFILE_VAR, write_pidfile
+from ._priority import START_NICE
 from ._procenv import process_environ
 from ._receiver import NotifyReceiver
 from ._signals import SignalPipe
@@ -81,6 +82,7 @@ class Supervisor(Driver):
         give_up_after: int = 5,
         quick: float = 10.0,
         control: str | None = None,
+        start_nice: int = START_NICE,
     ) -> None:
         self.listeners = listeners
         self.command = list(command)
@@ -106,6 +108,7 @@ class Supervisor(Driver):
             stop_signals=tuple(stop_signals),
             listeners=listeners,
             control_path=control if control is not None else (self.environ.get(CONTROL_VAR) or None),
+            start_nice=start_nice,
         )
 
     @property
@@ -137,7 +140,9 @@ class Supervisor(Driver):
         env = dict(self.environ)
         for own in ("NOTIFY_SOCKET", CONTROL_VAR, PIDFILE_VAR):  # ours, not the child's
             env.pop(own, None)
-        child = spawn(self.command, fds, names, environ=env, notify_socket=self.receiver.address)
+        child = spawn(
+            self.command, fds, names, environ=env, notify_socket=self.receiver.address, nice=self._successor_nice()
+        )
         return child
 
     def _reported(self, outcome: h.Outcome) -> None:

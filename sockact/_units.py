@@ -216,6 +216,19 @@ def _start_lines(
     ]
 
 
+def _nice_lines(user: bool) -> list[str]:
+    """A successor starts nicer while the old code serves and is given nice 0 back when it is ready,
+    which an unprivileged service may do only up to its RLIMIT_NICE (setpriority(2)): ``+0`` allows
+    0 and never below. A user manager cannot raise the hard limit (its service would fail with
+    205/LIMITS), so a user unit starts successors at full priority instead."""
+    if user:
+        return []
+    return [
+        "# Lets a successor, started nicer while the old code serves, get nice 0 back (never below).",
+        "LimitNICE=+0",
+    ]
+
+
 def _hardening_lines(user: bool, run_as: str | None, writable: Sequence[str], mode: str) -> list[str]:
     """The sandbox (systemd.exec(5), needs systemd ≥ 247); relax one setting with a drop-in
     (``systemctl edit NAME``)."""
@@ -291,6 +304,7 @@ def render_units(
         "KillMode=mixed",
         f"TimeoutStopSec={drain_timeout + STOP_MARGIN:g}",
         "Restart=on-failure",
+        *_nice_lines(user),
         *(f"Environment={shlex.quote(f'{k}={_escape(v)}')}" for k, v in sorted(env.items())),
     ]
     if mode == "inprocess":

@@ -40,6 +40,7 @@ from ._errors import SpawnError, StateError, SuccessorError, UpgradeError, Usage
 from ._listeners import Listeners
 from ._pidfile import PIDFILE_VAR, PidFile, read_pidfile, write_pidfile
 from ._poll import readable
+from ._priority import START_NICE
 from ._procenv import process_environ
 from ._receiver import NotifyReceiver
 from ._signals import SignalPipe
@@ -82,6 +83,11 @@ class Upgrader(Driver):
     ``control`` (default ``$SOCKACT_CONTROL``): the reload channel this process serves once it
     serves (:meth:`wait`), for ``ExecReload=sockact reload`` (docs/PROTOCOL.md §10).
 
+    ``start_nice``: a successor starts this much nicer (setpriority(2)) and gets this process's
+    priority back at the hand-over, so that its start-up takes CPU the serving threads leave; 0 starts
+    it at full priority. Only when the value can be given back (CAP_SYS_NICE, or ``LimitNICE=+0``,
+    which ``sockact units`` writes); see ``_priority``.
+
     Hooks: ``before_spawn()``, ``after_handover(child)``, ``before_shutdown()``.
     """
 
@@ -100,6 +106,7 @@ class Upgrader(Driver):
         before_shutdown: Callable[[], None] | None = None,
         drain_timeout: float = 30.0,
         control: str | None = None,
+        start_nice: int = START_NICE,
     ) -> None:
         for what, value in (("ready_timeout", ready_timeout), ("drain_timeout", drain_timeout)):
             if not 0 <= value < float("inf"):
@@ -126,6 +133,7 @@ class Upgrader(Driver):
             stop_signals=tuple(stop_signals),
             listeners=listeners,
             control_path=control if control is not None else (self.environ.get(CONTROL_VAR) or None),
+            start_nice=start_nice,
         )
         #: PID-file mode, in a successor: a pidfd on the predecessor, which may still drain, and the relay
         #: that started us (our parent until the hand-over ends it; see close()).
@@ -311,6 +319,7 @@ class Upgrader(Driver):
             notify_socket=self.receiver.address,
             upstream_notify_socket=self.upstream.address,  # "": no manager above us
             relay=self.pidfile is not None,
+            nice=self._successor_nice(),
         )
 
     def _hand_over(self, pid: int, status: str) -> None:

@@ -467,3 +467,22 @@ def test_parse_ready(text: str, ready: str | float) -> None:
 def test_parse_ready_refuses_with_a_usage_error(text: str) -> None:
     with pytest.raises(UsageError, match=r"--ready .*: use notify, spawn or a number of seconds"):
         parse_ready(text)
+
+
+SPAWN_AT_ONCE = h.Policy(ready_timeout=60.0, ready="spawn", drain_timeout=30.0)
+
+
+@pytest.mark.parametrize(
+    ("policy", "path", "expected"),
+    [
+        (INPROC, IN_STARTING, True),  # this process serves while its successor starts
+        (SUPER, [(h.Start(), 0.0)], False),  # the first child: nothing else serves
+        (SUPER, [*SUP_SERVING, (h.Reload(), 20.0)], True),  # a reload: the old child serves meanwhile
+        (SUPER, [*SUP_FIRST, (h.Exited(10, 1), 1.0)], False),  # a restart after a crash: nobody serves
+        (SPAWN_AT_ONCE, [(h.Start(), 0.0), (h.Spawned(10), 0.0), (h.Reload(), 20.0)], False),  # ready at spawn
+    ],
+)
+def test_a_successor_starts_nicer_only_while_another_generation_serves(
+    policy: h.Policy, path: list[tuple[h.Event, float]], expected: bool
+) -> None:
+    assert machine(policy, path).serves_meanwhile is expected

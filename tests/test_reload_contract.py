@@ -25,7 +25,24 @@ from sandbox import Sandbox
 from units import generated as generated_units
 
 RELOADS = 30
+#: In the box: a process's RLIMIT_NICE soft limit and the nice values of its threads.
+NICE_PROBE = """
+import os, sys
+pid = int(sys.argv[1])
+nices = {os.getpriority(os.PRIO_PROCESS, int(t)) for t in os.listdir(f"/proc/{pid}/task")}
+with open(f"/proc/{pid}/limits") as f:  # proc(5): "Max nice priority  SOFT  HARD"
+    soft = [line.split()[3] for line in f if line.startswith("Max nice priority")][0]
+print(soft, *sorted(nices))
+"""
 MODES = ("inprocess", "supervise")
+
+
+def sandbox_can_raise_limits(box: Sandbox) -> bool:
+    """Whether the box's systemd holds CAP_SYS_RESOURCE (capabilities(7), bit 24), which raising a
+    hard limit (LimitNICE=) takes."""
+    status = box.run("cat", "/proc/1/status").stdout
+    effective = next(line.split()[1] for line in status.splitlines() if line.startswith("CapEff:"))
+    return bool(int(effective, 16) >> 24 & 1)
 
 
 def deploy_dir(workdir: str, mode: str) -> str:
@@ -94,6 +111,14 @@ def test_systemctl_reload_can_be_trusted(box: tuple, mode: str) -> None:
         result = load.stop()
     assert result.failed == 0, (result.errors, why(sandbox, name))
     assert sandbox.show(service, "ActiveState") == "active"
+    # Each successor started nicer while the old code served, and got nice 0 back on every thread:
+    # LimitNICE=+0 lets the dynamic user go back to 0 (RLIMIT_NICE 20), and nothing warned it could not.
+    # A systemd without CAP_SYS_RESOURCE (this VM's root lacks it) cannot raise the hard limit: the
+    # service then keeps RLIMIT_NICE 0, and its successors start at full priority instead.
+    probe = sandbox.run("python3", "-c", NICE_PROBE, str(pids[-1]), check=False)
+    limit = "20" if sandbox_can_raise_limits(sandbox) else "0"
+    assert probe.stdout.split() == [limit, "0"], (probe.stderr, why(sandbox, name))
+    assert "keeps the nice value" not in why(sandbox, name)
     # systemd adopted each successor as its own child: never "Supervising process N which is not our child"
     assert "not our child" not in sandbox.output(), sandbox.output()[-3000:]
 

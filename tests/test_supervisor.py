@@ -12,9 +12,10 @@ import threading
 import pytest
 
 from sockact._loadgen import Load, _read_response
+from sockact._priority import START_NICE, lowered_nice
 
 from conftest import need_tool
-from helpers import ROOT, FakeSystemd, child_env, free_port
+from helpers import ROOT, FakeSystemd, child_env, free_port, until
 from reloads import become_subreaper, children_of, serving_pid
 
 PY = sys.executable
@@ -155,6 +156,29 @@ def test_sigterm_drains_and_exits_zero(tmp_path: object) -> None:
     assert any(m.get("STOPPING") == "1" for m in run.systemd.messages)
 
 
+def test_a_reload_s_child_starts_nicer_and_gets_the_priority_back_when_ready(tmp_path: object) -> None:
+    """The first child starts at full priority (nothing else serves); a reload's starts nicer while
+    the old one serves, and every thread it started before READY=1 gets the supervisor's value back."""
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+    niced = lowered_nice(START_NICE)
+    record = os.path.join(str(tmp_path), "nice")
+    # `nice` prints the shell's value, which the exec'd server keeps
+    run = Run(tmp_path, ["/bin/sh", "-c", 'nice >> "$1"; exec "$0" "$2" "$3"', PY, record, PLAIN, "MODE"])
+    try:
+        first = run.ready()
+        os.kill(run.proc.pid, signal.SIGHUP)
+        until(lambda: sum(m.get("READY") == "1" for m in run.systemd.messages) >= 2)  # after the hand-over
+        second = serving_pid(run.port, not_pids=[first])
+        threads = os.listdir(f"/proc/{second}/task")
+        assert len(threads) >= 2  # the server's thread started before READY=1
+        assert {os.getpriority(os.PRIO_PROCESS, int(t)) for t in threads} == {base}
+    finally:
+        out = run.stop()
+    assert run.proc.returncode == 0, out
+    with open(record) as f:
+        assert [int(line) for line in f] == [base, niced[0] if niced is not None else base]
+
+
 @pytest.mark.peer
 def test_a_shell_script_child_with_systemd_notify(tmp_path: object) -> None:
     need_tool("systemd-notify")
@@ -179,6 +203,7 @@ def test_a_shell_script_child_with_systemd_notify(tmp_path: object) -> None:
         (["--listen", "noequals", "--", "true"], "use NAME=ADDRESS"),
         (["--ready", "soon", "--", "true"], "use notify, spawn or a number"),
         (["--reload-signal", "NOPE", "--", "true"], "unknown signal"),
+        (["--start-nice", "20", "--", "true"], "'20': give a nice increment from 0 (none) to 19"),
     ],
 )
 def test_cli_errors_are_one_line(args: list[str], message: str) -> None:

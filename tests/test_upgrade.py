@@ -15,6 +15,7 @@ import pytest
 import sockact
 from sockact import NotifyReceiver, UpgradeError
 from sockact._pidfile import write_pidfile
+from sockact._priority import START_NICE, lowered_nice
 from sockact._spawn import parent_of, spawn
 from sockact._upgrade import Upgrader
 
@@ -39,7 +40,16 @@ if mode.startswith("say-then-exit:"):  # a successor that speaks once and exits 
 if mode.startswith("fail-in-upgrader:"):  # a successor that fails between its Upgrader and READY=1
     with sockact.Upgrader(ls, pidfile=mode.split(":", 1)[1], drain_timeout=30):
         sys.exit(3)
-sockact.ready()
+if mode.startswith("nice:"):  # a successor that tells its nice value before and after READY=1
+    import threading
+    waiting = threading.Thread(target=threading.Event().wait, daemon=True)  # started before READY=1
+    waiting.start()
+    before = os.getpriority(os.PRIO_PROCESS, 0)
+    sockact.ready()  # returns after the hand-over
+    with open(mode.split(":", 1)[1], "w") as f:
+        f.write(f"{before} {os.getpriority(os.PRIO_PROCESS, 0)} {os.getpriority(os.PRIO_PROCESS, waiting.native_id)}")
+else:
+    sockact.ready()
 sockact.status(f"successor {os.getpid()} inherited={sorted(ls.inherited)} unclaimed={ls.unclaimed}")
 conn, _ = ls["http"].accept()
 conn.sendall(f"pid {os.getpid()}".encode())
@@ -127,6 +137,31 @@ def test_pidfile_mode_makes_the_successor_the_managers_child_before_naming_it(se
     assert child.wait(10) == -255  # the upgrader sees the exit, not the status
     up.close()
     assert pathlib.Path(pidfile).read_text() == f"{child.pid}\n"  # nothing rewritten as we exit
+
+
+@pytest.mark.parametrize("pidfile_mode", [False, True])
+def test_a_successor_starts_nicer_and_gets_the_priority_back_at_the_hand_over(
+    setup: tuple, tmp_path: object, pidfile_mode: bool
+) -> None:
+    """While this process serves, its successor starts START_NICE nicer (relayed or not); at the hand-over
+    it gets this process's value back, on every thread, before its sockact.ready() returns."""
+    if pidfile_mode:
+        become_subreaper()
+    ls, upstream, script = setup
+    told = os.path.join(str(tmp_path), "nice")
+    pidfile = os.path.join(str(tmp_path), "app.pid") if pidfile_mode else None
+    if pidfile is not None:
+        write_pidfile(pidfile, os.getpid())
+    base, niced = os.getpriority(os.PRIO_PROCESS, 0), lowered_nice(START_NICE)
+    up = upgrader(ls, upstream, script, f"nice:{told}", pidfile=pidfile)
+    child = up.upgrade()
+    with socket.create_connection(("127.0.0.1", ls["http"].getsockname()[1]), timeout=10) as c:
+        assert c.recv(100) == f"pid {child.pid}".encode()  # it wrote the file before it accepted
+    assert pathlib.Path(told).read_text().split() == [str(niced[0] if niced else base), str(base), str(base)]
+    assert os.getpriority(os.PRIO_PROCESS, 0) == base  # the spawning thread has its own back
+    if pidfile_mode:
+        os.waitpid(child.pid, 0)
+    up.close()
 
 
 def test_a_failing_successor_does_not_wait_for_its_predecessor(setup: tuple, tmp_path: object) -> None:
