@@ -73,6 +73,7 @@ def test_render_inprocess_pair() -> None:
         "KillMode=mixed",
         "TimeoutStopSec=35",
         "Restart=on-failure",
+        "LimitNICE=+0",
         "Environment=PYTHONPATH=/opt/app",
         "Environment=SOCKACT_PIDFILE=%t/app/app.pid",
         "Environment=SOCKACT_CONTROL=%t/app/control",
@@ -108,6 +109,7 @@ def test_render_supervise_user() -> None:
     assert not any(x.startswith(("DynamicUser=", "User=", "ProtectSystem=", "PrivateUsers=")) for x in service)
     assert "SocketMode=0660" in units["app.socket"].splitlines()  # a unix listener: root and its group only
     assert "MemoryDenyWriteExecute=yes" not in service  # supervise: COMMAND may be a JIT runtime
+    assert not any(x.startswith("LimitNICE=") for x in service)  # a user manager cannot raise it: 205/LIMITS
 
 
 def test_render_hardening_choices() -> None:
@@ -267,6 +269,7 @@ def test_shipped_units_carry_the_generators_sandbox(name: str) -> None:
     missing = [line for line in expected if line not in lines and line not in dropped]
     assert not [line for line in dropped if line in lines]
     assert not missing and f"RuntimeDirectory={name}" in lines, missing
+    assert "LimitNICE=+0" in lines  # a successor started nicer can get nice 0 back (_units._nice_lines)
 
 
 @pytest.mark.peer
