@@ -15,7 +15,7 @@ import sys
 from . import __version__
 from ._ask import CONTROL_VAR, report, request_reload, seconds
 from ._errors import SockactError, UsageError
-from ._priority import START_NICE
+from ._priority import NICE_MAX, START_NICE
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs more than `sockact reload` needs
 if TYPE_CHECKING:
@@ -155,7 +155,7 @@ def _whole(high: int, what: str) -> Callable[[str], int]:
 
 
 _count = _whole(10_000, "a whole number from 0 to 10000")
-_nice = _whole(19, "a nice increment from 0 (none) to 19")  # --start-nice
+_nice = _whole(NICE_MAX, f"a nice increment from 0 (none) to {NICE_MAX}")  # --start-nice
 
 
 def _unique_listens(listens: list[tuple[str, str]] | None) -> list[tuple[str, str]]:

@@ -87,13 +87,7 @@ class _Launcher(Driver):
 
     def _spawn(self) -> Child:
         assert self.receiver is not None
-        return spawn(
-            self.command,
-            [self.listener.fileno()],
-            ["http"],
-            notify_socket=self.receiver.address,
-            nice=self._successor_nice(),
-        )
+        return spawn(self.command, [self.listener.fileno()], ["http"], notify_socket=self.receiver.address)
 
     def _hand_over(self, pid: int, status: str) -> None:
         pass  # the demo is the manager: nobody above it to tell

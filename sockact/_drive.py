@@ -19,7 +19,7 @@ from . import _handoff as h
 from ._control import Askers, ControlServer, holds_sockets
 from ._errors import SockactError, SpawnError, UsageError
 from ._poll import readable
-from ._priority import START_NICE
+from ._priority import NICE_MAX, START_NICE
 from ._receiver import Message, NotifyReceiver
 from ._signals import SignalPipe
 from ._spawn import Child, children_of, parent_of
@@ -50,8 +50,8 @@ class Driver:
         start_nice: int = START_NICE,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if isinstance(start_nice, bool) or not isinstance(start_nice, int) or not 0 <= start_nice <= 19:
-            raise UsageError(f"start_nice is a nice increment from 0 (none) to 19, not {start_nice!r}")
+        if isinstance(start_nice, bool) or not isinstance(start_nice, int) or not 0 <= start_nice <= NICE_MAX:
+            raise UsageError(f"start_nice is a nice increment from 0 (none) to {NICE_MAX}, not {start_nice!r}")
         self.machine = machine
         self.start_nice = start_nice
         self.upstream = upstream
@@ -107,6 +107,9 @@ class Driver:
         """Hand ``event`` to the machine and carry out every effect it returns (which may feed more)."""
         for effect in self.machine.handle(event, self.clock()):
             self._apply(effect)
+        pending = self.machine.pending_pid
+        if pending is not None and not self.machine.serves_meanwhile:  # the serving child died meanwhile
+            self._give_priority_back(pending)
 
     def _apply(self, effect: h.Effect) -> None:  # one case per effect: a table, not a sequence
         match effect:
@@ -157,13 +160,15 @@ class Driver:
                 self._confirm()
 
     def _give_priority_back(self, pid: int) -> None:
+        """The successor ``pid`` started nicer (``spawn(nice=)``) gets this process's value back, once:
+        at the hand-over, or as soon as nothing else serves. A WARNING names what could not be changed."""
         child = self.children.get(pid)
         failures = child.restore_priority() if child is not None else []
         if failures:
             more = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
             log.warning(
-                "successor pid %d keeps the nice value it started with: %s%s; give the service LimitNICE=+0 "
-                "(RLIMIT_NICE 20), or start_nice=0 / --start-nice 0 to start successors at full priority",
+                "successor pid %d keeps the nice value it started with: %s%s; it changed its user or lowered "
+                "its RLIMIT_NICE since (start_nice=0 / --start-nice 0 starts successors at full priority)",
                 pid,
                 failures[0],
                 more,

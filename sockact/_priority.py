@@ -5,15 +5,17 @@ On a busy machine the successor's start-up (an interpreter and its imports, ~100
 CPU from the process answering the clients, and every request begun in that window waits longer.
 With a higher nice value (setpriority(2), sched(7)) the scheduler gives the serving threads the CPU
 first and the successor what is left; on an idle machine nothing changes. The spawner raises the
-nice value of the child it just started by ``increment``; at the hand-over every thread of the
-successor, and of any process it started meanwhile (gunicorn's workers), that still has that value
-gets the spawner's own back.
+nice value of the child it just started by ``increment``; at the hand-over (or as soon as nothing
+else serves) every thread of the successor, and of the processes below it (gunicorn's workers), that
+still has that value gets the spawner's own back.
 
 Only a nice value that can be given back is taken: lowering it again needs CAP_SYS_NICE or an
 RLIMIT_NICE soft limit of at least 20 − base (getrlimit(2); systemd.exec(5) ``LimitNICE=+0``
 allows a service to return to 0 and never below). Without either the successor starts at the
 spawner's priority, as before. Linux keeps a nice value per thread: threads and processes inherit
-their creator's at creation, so those the app itself moved to another value are left as they are.
+their creator's at creation, so a thread the app set to another value keeps it (one that added to
+the raised value, ``os.nice(5)``, keeps the sum). Raising the child's value is best effort: if the
+child started threads or a process before it landed, those start at full priority.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from __future__ import annotations
 import os
 import resource
 
-__all__ = ["START_NICE", "start_nice", "lowered_nice", "restore"]
+__all__ = ["START_NICE", "NICE_MAX", "start_nice", "lowered_nice", "lower", "restore"]
 
 #: How much nicer a successor starts while another generation serves, by default (0: not at all).
 START_NICE = 10
@@ -45,16 +47,27 @@ def start_nice(base: int, increment: int, soft_limit: int, cap_sys_nice: bool) -
 
 def lowered_nice(increment: int) -> tuple[int, int] | None:
     """``(value, base)`` for a child this thread spawns now — :func:`start_nice` with this thread's
-    nice value, RLIMIT_NICE and capabilities — or None to leave its priority alone."""
+    nice value, RLIMIT_NICE and capabilities — or None to leave its priority alone (also when they
+    cannot be read: a system call filter)."""
     if increment <= 0:
         return None
-    base = os.getpriority(os.PRIO_PROCESS, 0)  # Linux: the calling thread's
-    value = start_nice(base, increment, resource.getrlimit(resource.RLIMIT_NICE)[0], _has_cap_sys_nice())
+    try:
+        base = os.getpriority(os.PRIO_PROCESS, 0)  # Linux: the calling thread's
+        soft = resource.getrlimit(resource.RLIMIT_NICE)[0]
+    except OSError:
+        return None
+    value = start_nice(base, increment, soft, _has_cap_sys_nice())
     return (value, base) if value is not None else None
 
 
 def _has_cap_sys_nice() -> bool:
+    """Whether this process holds CAP_SYS_NICE where setpriority(2) checks it: in the initial user
+    namespace. CapEff (proc(5)) counts in the process's own namespace, so a root in a container
+    (``unshare -r``, rootless podman, an unprivileged LXC) reads as privileged and is not."""
     try:
+        with open("/proc/self/uid_map", "rb") as f:
+            if f.read().split() != [b"0", b"0", b"4294967295"]:
+                return False
         with open("/proc/self/status", "rb") as f:
             for line in f:
                 if line.startswith(b"CapEff:"):
@@ -64,47 +77,72 @@ def _has_cap_sys_nice() -> bool:
     return False
 
 
-def _tree(pid: int) -> list[tuple[int, int]]:
-    """``(process, thread)`` for every thread of ``pid`` and of its descendants (proc(5):
-    /proc/PID/task/TID/children, CONFIG_PROC_CHILDREN); what has exited meanwhile is left out."""
-    found: list[tuple[int, int]] = []
-    todo, seen = [pid], set[int]()
-    while todo and len(seen) < 65536:  # bounded: pids are, and a loop in /proc is not possible anyway
-        process = todo.pop()
-        if process in seen:
+def lower(pid: int, value: int) -> bool:
+    """Give the just-spawned ``pid`` the nice value ``value`` (raising it needs no privilege for a
+    process of our own user); False if it could not be set. Whatever it starts from now on inherits it."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, pid, value)
+    except OSError:
+        return False
+    return True
+
+
+def _descendants(pid: int) -> list[int]:
+    """``pid`` and every process below it, from each process's parent in /proc/PID/stat (proc(5); not
+    /proc/PID/task/TID/children, which proc_tid_children(5) calls unreliable while children exit)."""
+    parents: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
             continue
-        seen.add(process)
         try:
-            tids = [int(t) for t in os.listdir(f"/proc/{process}/task")]
-        except (OSError, ValueError):
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                stat = f.read()
+            ppid = int(stat[stat.rfind(b")") + 2 :].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue  # exited meanwhile
+        parents.setdefault(ppid, []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        process = todo.pop()
+        if process in found:  # a pid reused while /proc was read can close a loop
             continue
-        for tid in tids:
-            found.append((process, tid))
-            try:
-                with open(f"/proc/{process}/task/{tid}/children", "rb") as f:
-                    todo += [int(word) for word in f.read().split()]
-            except (OSError, ValueError):
-                pass
+        found.append(process)
+        todo += parents.get(process, [])
     return found
 
 
-def restore(pid: int, value: int, base: int) -> tuple[int, list[str]]:
-    """Give ``base`` back to every thread of ``pid``'s process tree still at ``value``, the nice value
-    the spawner gave it; returns how many threads were changed and one line per failure. A thread
-    that exits meanwhile is not a failure. Two passes: a thread created while the first ran was
-    created at ``value`` only if its creator had not been reached yet."""
-    changed, failures = 0, []
-    for _ in range(2):
-        for process, tid in _tree(pid):
-            try:
-                if os.getpriority(os.PRIO_PROCESS, tid) != value:
+def _threads(pid: int) -> list[int]:
+    try:
+        return [int(t) for t in os.listdir(f"/proc/{pid}/task")]
+    except (OSError, ValueError):
+        return []  # exited meanwhile
+
+
+#: Passes of :func:`restore` at most: each one finds what the threads still at the value created
+#: during the last; a tree that keeps creating them (a thread per request) is reported, not chased.
+PASSES = 8
+
+
+def restore(pid: int, value: int, base: int) -> list[str]:
+    """Give ``base`` back to every thread of ``pid`` and of the processes below it that is still at
+    ``value``, the nice value the spawner gave it; one line per thread that could not be changed
+    (none: every such thread has ``base``). A thread that exits meanwhile is not a failure. Passes
+    repeat until one finds nothing to change: a thread created during a pass by one not yet reached
+    was created at ``value``."""
+    failures: list[str] = []
+    for _ in range(PASSES):
+        changed = 0
+        for process in _descendants(pid):
+            for tid in _threads(process):
+                try:
+                    if os.getpriority(os.PRIO_PROCESS, tid) != value:
+                        continue
+                    os.setpriority(os.PRIO_PROCESS, tid, base)
+                    changed += 1
+                except ProcessLookupError:
                     continue
-                os.setpriority(os.PRIO_PROCESS, tid, base)
-                changed += 1
-            except ProcessLookupError:
-                continue
-            except OSError as exc:
-                failures.append(f"pid {process} thread {tid}: nice {value} → {base}: {exc.strerror}")
-        if failures:
-            break
-    return changed, failures
+                except OSError as exc:
+                    failures.append(f"pid {process} thread {tid}: nice {value} → {base}: {exc.strerror}")
+        if failures or not changed:
+            return failures
+    return [f"pid {pid}: threads still being created at nice {value} after {PASSES} passes"]

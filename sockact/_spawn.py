@@ -8,7 +8,6 @@ and exec — safe in a process with threads.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import fcntl
 import functools
@@ -16,13 +15,13 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from types import TracebackType
 
 from ._env import LISTEN_FDS_START, successor_env, trampoline
 from ._errors import SpawnError, UsageError
 from ._poll import readable
-from ._priority import lowered_nice, restore
+from ._priority import lower, lowered_nice, restore
 from ._procenv import process_environ
 
 __all__ = ["Child", "spawn", "default_command"]
@@ -76,7 +75,7 @@ class Child:
     the shell, after which the child is no longer ours.
     """
 
-    def __init__(self, pid: int, *, relayed: bool = False) -> None:
+    def __init__(self, pid: int, *, relayed: bool = False, niced: tuple[int, int] | None = None) -> None:
         self.pid = pid
         self.returncode: int | None = None
         #: The relaying shell's pid while it lives (None: the process is our own child, or an orphan).
@@ -86,7 +85,7 @@ class Child:
         self.pidfd: int | None = _pidfd(pid)  #: the process's own (the relay's until identified)
         self._relay_fd: int | None = None
         #: ``(value, base)``: spawned at nice ``value``, to get ``base`` back (:meth:`restore_priority`).
-        self.niced: tuple[int, int] | None = None
+        self.niced = niced
 
     def __repr__(self) -> str:
         return f"<Child pid={self.pid} returncode={self.returncode}>"
@@ -136,7 +135,7 @@ class Child:
         if self.niced is None:
             return []
         (value, base), self.niced = self.niced, None
-        return restore(self.pid, value, base)[1]
+        return restore(self.pid, value, base)
 
     def _alive(self) -> bool:
         """Whether the named process itself still runs (by its pidfd)."""
@@ -320,12 +319,12 @@ def spawn(
     docstring of ``_upgrade``). The returned Child has the shell's pid until :meth:`Child.identify`.
 
     With ``nice`` > 0 the child starts that much nicer, if this thread could give the value back
-    (``_priority``); :meth:`Child.restore_priority` does. The calling thread takes that value for the
-    posix_spawn call, so the child has it from its first instruction.
+    (``_priority``); :meth:`Child.restore_priority` does.
 
     Raises:
         SpawnError: the command could not be started (not found, not executable, fd limit; a relay
             without pidfds).
+        UsageError: ``fds`` and ``names`` differ in length, or ``nice`` is negative.
     """
     if not argv:
         raise SpawnError("no command to start: the successor's argv is empty")
@@ -367,8 +366,7 @@ def spawn(
             start = functools.partial(
                 os.posix_spawn, _SH, shell, env, file_actions=actions, setsigmask=(), setsigdef=_DEFAULT_SIGNALS
             )
-            with _nicer(niced) as niced:
-                pid = start(setpgroup=0) if relay else start()
+            pid = start(setpgroup=0) if relay else start()
         except OSError as exc:
             hint = " (raise LimitNOFILE= / ulimit -n)" if exc.errno in (errno.EMFILE, errno.ENFILE) else ""
             raise SpawnError(f"cannot start {argv[0]!r}: {exc.strerror}{hint}") from exc
@@ -378,27 +376,6 @@ def spawn(
     finally:
         for fd in staged:
             os.close(fd)
-    child = Child(pid, relayed=relay)
-    child.niced = niced
-    return child
-
-
-@contextlib.contextmanager
-def _nicer(niced: tuple[int, int] | None) -> Iterator[tuple[int, int] | None]:
-    """This thread at nice ``value`` while the child is cloned, which inherits it (sched(7)), then
-    ``base`` again: that this is allowed was checked by ``lowered_nice`` (Linux keeps a nice value
-    per thread, so the process's other threads never change). Yields ``niced``, or None when the
-    value could not be taken (a system call filter): the child then starts at full priority."""
-    if niced is None:
-        yield None
-        return
-    value, base = niced
-    try:
-        os.setpriority(os.PRIO_PROCESS, 0, value)
-    except OSError:
-        yield None
-        return
-    try:
-        yield niced
-    finally:
-        os.setpriority(os.PRIO_PROCESS, 0, base)
+    # Right after posix_spawn returns the child is the shell, yet to exec the command (or, relayed, to
+    # start it), which inherits the value. The spawning thread itself never changes.
+    return Child(pid, relayed=relay, niced=niced if niced is not None and lower(pid, niced[0]) else None)

@@ -216,13 +216,12 @@ def _start_lines(
     ]
 
 
-def _nice_lines(user: bool) -> list[str]:
-    """A successor starts nicer while the old code serves and is given nice 0 back when it is ready,
-    which an unprivileged service may do only up to its RLIMIT_NICE (setpriority(2)): ``+0`` allows
-    0 and never below. A user manager cannot raise the hard limit (its service would fail with
-    205/LIMITS), so a user unit starts successors at full priority instead."""
-    if user:
-        return []
+def _nice_lines() -> list[str]:
+    """A successor starts nicer while the old code serves and gets nice 0 back when it is ready,
+    which an unprivileged service may do only up to its RLIMIT_NICE (setpriority(2)): ``+0`` allows 0
+    and never below. A manager that cannot raise the hard limit (a user manager; a systemd without
+    CAP_SYS_RESOURCE) clamps it and starts the service anyway; sockact then starts successors at
+    full priority."""
     return [
         "# Lets a successor, started nicer while the old code serves, get nice 0 back (never below).",
         "LimitNICE=+0",
@@ -304,7 +303,7 @@ def render_units(
         "KillMode=mixed",
         f"TimeoutStopSec={drain_timeout + STOP_MARGIN:g}",
         "Restart=on-failure",
-        *_nice_lines(user),
+        *_nice_lines(),
         *(f"Environment={shlex.quote(f'{k}={_escape(v)}')}" for k, v in sorted(env.items())),
     ]
     if mode == "inprocess":

@@ -86,7 +86,8 @@ class Upgrader(Driver):
     ``start_nice``: a successor starts this much nicer (setpriority(2)) and gets this process's
     priority back at the hand-over, so that its start-up takes CPU the serving threads leave; 0 starts
     it at full priority. Only when the value can be given back (CAP_SYS_NICE, or ``LimitNICE=+0``,
-    which ``sockact units`` writes); see ``_priority``.
+    which ``sockact units`` writes); see ``_priority``. Raises UsageError (a ValueError) for a
+    ``start_nice`` outside 0–19 and for a negative timeout.
 
     Hooks: ``before_spawn()``, ``after_handover(child)``, ``before_shutdown()``.
     """

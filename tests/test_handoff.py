@@ -478,8 +478,10 @@ SPAWN_AT_ONCE = h.Policy(ready_timeout=60.0, ready="spawn", drain_timeout=30.0)
         (INPROC, IN_STARTING, True),  # this process serves while its successor starts
         (SUPER, [(h.Start(), 0.0)], False),  # the first child: nothing else serves
         (SUPER, [*SUP_SERVING, (h.Reload(), 20.0)], True),  # a reload: the old child serves meanwhile
-        (SUPER, [*SUP_FIRST, (h.Exited(10, 1), 1.0)], False),  # a restart after a crash: nobody serves
-        (SPAWN_AT_ONCE, [(h.Start(), 0.0), (h.Spawned(10), 0.0), (h.Reload(), 20.0)], False),  # ready at spawn
+        (SUPER, [*SUP_FIRST, (h.Exited(10, 1), 1.0)], False),  # a first child that failed: nobody serves
+        (SUPER, [*SUP_SERVING, (h.Exited(10, 1), 20.0)], False),  # the serving child crashed: a restart
+        (SUPER, [*SUP_STARTING, (h.Exited(10, 1), 21.0)], False),  # it crashed while a reload's child starts
+        (SPAWN_AT_ONCE, [(h.Start(), 0.0), (h.Spawned(10), 0.0), (h.HandedOver(), 0.0), (h.Reload(), 20.0)], False),
     ],
 )
 def test_a_successor_starts_nicer_only_while_another_generation_serves(
