@@ -15,7 +15,7 @@ allows a service to return to 0 and never below). Without either the successor s
 spawner's priority, as before. Linux keeps a nice value per thread: threads and processes inherit
 their creator's at creation, so a thread the app set to another value keeps it (one that added to
 the raised value, ``os.nice(5)``, keeps the sum). Raising the child's value is best effort: if the
-child started threads or a process before it landed, those start at full priority.
+child started threads or a process before it landed, those run at full priority, as without it.
 """
 
 from __future__ import annotations

@@ -102,6 +102,8 @@ class Child:
                 os.close(pidfd)
             return False
         self._relay_fd, self.pidfd, self.pid = self.pidfd, pidfd, pid
+        if self.niced is not None:  # the relay may have started it before its own value was raised
+            lower(pid, self.niced[0])
         return True
 
     def orphan(self) -> bool:
@@ -376,6 +378,7 @@ def spawn(
     finally:
         for fd in staged:
             os.close(fd)
-    # Right after posix_spawn returns the child is the shell, yet to exec the command (or, relayed, to
-    # start it), which inherits the value. The spawning thread itself never changes.
+    # Right after posix_spawn returns the child is the shell, yet to exec the command, which inherits
+    # the value; a relay may have started the command already, which Child.identify catches up on.
+    # The spawning thread itself never changes.
     return Child(pid, relayed=relay, niced=niced if niced is not None and lower(pid, niced[0]) else None)
