@@ -15,7 +15,9 @@ A thin driver of the one hand-over machine (``sockact._handoff``) in supervisor 
 * the current child dies → restarted after a back-off that grows while children die young
   (< ``quick`` s), whether or not they said READY=1; after ``give_up_after`` such failures in a
   row the supervisor exits 1, so systemd's ``Restart=``/``StartLimitBurst=`` take over.
-* reload signal → RELOADING=1 upstream, a new child (coalesced while one is starting).
+* reload signal → RELOADING=1 upstream, a new child (coalesced while one is starting), started
+  ``start_nice`` nicer while the old one serves and given the supervisor's priority back once it is
+  ready or nothing else serves (``_priority``).
 * stop signal → STOPPING=1, SIGTERM to every child, SIGKILL after the drain timeout; a second stop
   signal kills at once. The exit code is the last child's (0 if it exited cleanly or on our SIGTERM).
 """
