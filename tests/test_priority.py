@@ -46,11 +46,12 @@ def test_a_successor_is_lowered_only_when_the_value_can_be_given_back(
 # with a thread of its own, and a thread that moves itself to nice 18 (the app's choice, left alone).
 CHILD = r"""
 import json, os, threading
-stop = threading.Event()
+stop, moved_now = threading.Event(), threading.Event()
 moved = []
 def move():
     os.setpriority(os.PRIO_PROCESS, 0, 18)
     moved.append(threading.get_native_id())
+    moved_now.set()
     stop.wait()
 threading.Thread(target=stop.wait, daemon=True).start()
 threading.Thread(target=move, daemon=True).start()
@@ -62,8 +63,7 @@ if grandchild == 0:
     os.read(4, 1)
     os._exit(0)
 os.read(started_r, 1)
-while not moved:
-    stop.wait(0.001)
+assert moved_now.wait(30)
 os.write(3, json.dumps({"grandchild": grandchild, "moved": moved[0]}).encode() + b"\n")
 os.read(4, 1)
 os.waitpid(grandchild, 0)
