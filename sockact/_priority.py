@@ -88,8 +88,30 @@ def lower(pid: int, value: int) -> bool:
 
 
 def _descendants(pid: int) -> list[int]:
-    """``pid`` and every process below it, from each process's parent in /proc/PID/stat (proc(5); not
-    /proc/PID/task/TID/children, which proc_tid_children(5) calls unreliable while children exit)."""
+    """``pid`` and every process below it: by each thread's /proc/PID/task/TID/children (proc(5)), a
+    few reads; where the kernel has no such file (CONFIG_PROC_CHILDREN), by every process's parent in
+    /proc/PID/stat, a read per process on the machine. proc_tid_children(5) warns that a child may be
+    left out while a sibling exits: :func:`restore` repeats its passes until one changes nothing."""
+    found, todo = [], [pid]
+    while todo:
+        process = todo.pop()
+        if process in found:  # a pid reused during the walk can close a loop
+            continue
+        found.append(process)
+        for tid in _threads(process):
+            try:
+                with open(f"/proc/{process}/task/{tid}/children", "rb") as f:
+                    todo += [int(word) for word in f.read().split()]
+            except FileNotFoundError:
+                if os.path.exists(f"/proc/{process}/task/{tid}"):
+                    return _by_parent(pid)  # the file itself is missing: no CONFIG_PROC_CHILDREN
+            except (OSError, ValueError):
+                pass  # exited meanwhile
+    return found
+
+
+def _by_parent(pid: int) -> list[int]:
+    """:func:`_descendants` from each process's parent in /proc/PID/stat."""
     parents: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():

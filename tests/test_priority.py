@@ -13,7 +13,7 @@ import sys
 import pytest
 
 import sockact
-from sockact._priority import lowered_nice, restore, start_nice
+from sockact._priority import _by_parent, _descendants, lowered_nice, restore, start_nice
 from sockact._spawn import spawn
 
 INF = resource.RLIM_INFINITY
@@ -93,6 +93,8 @@ def test_spawn_lowers_a_child_and_restore_gives_every_thread_of_its_tree_back() 
         value = wanted[0]
         before = {**_nices(child.pid), **_nices(told["grandchild"])}
         assert len(before) == 5
+        tree = [child.pid, told["grandchild"]]
+        assert sorted(_descendants(child.pid)) == sorted(_by_parent(child.pid)) == sorted(tree)  # both ways agree
         assert before.pop(told["moved"]) == 18
         assert set(before.values()) == {value}  # inherited across exec, thread creation and fork
         assert child.restore_priority() == []
