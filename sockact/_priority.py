@@ -23,6 +23,10 @@ from __future__ import annotations
 import os
 import resource
 
+TYPE_CHECKING = False  # not typing's: a successor imports this module on its way to READY=1
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 __all__ = ["START_NICE", "NICE_MAX", "start_nice", "lowered_nice", "lower", "restore"]
 
 #: How much nicer a successor starts while another generation serves, by default (0: not at all).
@@ -92,22 +96,30 @@ def _descendants(pid: int) -> list[int]:
     few reads; where the kernel has no such file (CONFIG_PROC_CHILDREN), by every process's parent in
     /proc/PID/stat, a read per process on the machine. proc_tid_children(5) warns that a child may be
     left out while a sibling exits: :func:`restore` repeats its passes until one changes nothing."""
-    found, todo = [], [pid]
-    while todo:
-        process = todo.pop()
-        if process in found:  # a pid reused during the walk can close a loop
-            continue
-        found.append(process)
-        for tid in _threads(process):
-            try:
-                with open(f"/proc/{process}/task/{tid}/children", "rb") as f:
-                    todo += [int(word) for word in f.read().split()]
-            except FileNotFoundError:
-                if os.path.exists(f"/proc/{process}/task/{tid}"):
-                    return _by_parent(pid)  # the file itself is missing: no CONFIG_PROC_CHILDREN
-            except (OSError, ValueError):
-                pass  # exited meanwhile
-    return found
+    try:
+        return _walk(pid, _children)
+    except _NoChildrenFile:
+        return _by_parent(pid)
+
+
+class _NoChildrenFile(Exception):
+    """The kernel has no /proc/PID/task/TID/children (built without CONFIG_PROC_CHILDREN)."""
+
+
+def _children(process: int) -> list[int]:
+    """The children of every thread of ``process``; raises _NoChildrenFile when the file is missing
+    although the thread is there."""
+    children: list[int] = []
+    for tid in _threads(process):
+        try:
+            with open(f"/proc/{process}/task/{tid}/children", "rb") as f:
+                children += [int(word) for word in f.read().split()]
+        except FileNotFoundError:
+            if os.path.exists(f"/proc/{process}/task/{tid}"):
+                raise _NoChildrenFile from None
+        except (OSError, ValueError):
+            pass  # exited meanwhile
+    return children
 
 
 def _by_parent(pid: int) -> list[int]:
@@ -123,13 +135,18 @@ def _by_parent(pid: int) -> list[int]:
         except (OSError, ValueError, IndexError):
             continue  # exited meanwhile
         parents.setdefault(ppid, []).append(int(entry))
+    return _walk(pid, lambda process: parents.get(process, []))
+
+
+def _walk(pid: int, children: Callable[[int], list[int]]) -> list[int]:
+    """``pid`` and what ``children`` finds below it, each once: a pid reused while /proc was read
+    can close a loop."""
     found, todo = [], [pid]
     while todo:
         process = todo.pop()
-        if process in found:  # a pid reused while /proc was read can close a loop
-            continue
-        found.append(process)
-        todo += parents.get(process, [])
+        if process not in found:
+            found.append(process)
+            todo += children(process)
     return found
 
 
